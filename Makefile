@@ -1,0 +1,44 @@
+# crtool — see README.md. Every target that needs system packages runs
+# `make deps` first; it is idempotent.
+
+export PATH := /usr/local/go/bin:$(PATH)
+GO      ?= go
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -X main.version=$(VERSION)
+BIN     := bin/crtool
+# Integration tests build containers and run CRIU: give them room.
+TESTFLAGS ?= -count=1 -timeout 45m
+
+.PHONY: all deps deps-podman build demo test unit integration lint fuzz bench clean
+
+all: build
+
+deps:
+	scripts/deps.sh
+
+deps-podman:
+	scripts/deps.sh podman
+
+build:
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/crtool
+
+demo: deps build
+	scripts/demo.sh $(BIN)
+
+lint:
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt: files above need formatting"; exit 1; }
+	$(GO) vet ./...
+
+unit:
+	$(GO) test $(TESTFLAGS) $$($(GO) list ./... | grep -v /test$$)
+
+integration: build
+	CRTOOL_BIN=$(CURDIR)/$(BIN) $(GO) test $(TESTFLAGS) -v ./test/...
+
+# test runs everything CI runs: lint, unit tests, integration tests.
+test: deps lint build
+	$(GO) test $(TESTFLAGS) $$($(GO) list ./... | grep -v /test$$)
+	CRTOOL_BIN=$(CURDIR)/$(BIN) $(GO) test $(TESTFLAGS) -v ./test/...
+
+clean:
+	rm -rf bin

@@ -1,0 +1,111 @@
+package main
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/crtool/crtool/dump"
+	"github.com/crtool/crtool/images"
+	"github.com/urfave/cli/v2"
+)
+
+func dumpCommand() *cli.Command {
+	return withUsageErrors(&cli.Command{
+		Name:      "dump",
+		Aliases:   []string{"checkpoint"},
+		Usage:     "checkpoint a running container into an archive",
+		ArgsUsage: " ",
+		Description: `Freezes the cgroup of the container whose init is --pid, has CRIU dump its
+processes, and writes the images with the container's metadata into one
+archive in Podman's checkpoint layout. The container stays frozen until the
+archive is complete and synced; then it is stopped (or, with
+--leave-running, thawed right after CRIU is done). If anything fails or the
+dump is interrupted, the container is thawed and keeps running and no file
+is left under the archive's name.
+
+Example:
+   crtool dump --pid 4242 -f web.tar.gz`,
+		Flags: []cli.Flag{
+			&cli.IntFlag{Name: "pid", Aliases: []string{"p"}, Usage: "PID of the container's init (the first process of its PID namespace or cgroup)"},
+			&cli.StringFlag{Name: "file", Aliases: []string{"f", "e", "export"}, Usage: "archive to write (\"-\": stdout)"},
+			&cli.StringFlag{Name: "compress", Aliases: []string{"c"}, Usage: "gzip, zstd or none (default: from the file name: .tar.gz/.tgz gzip, .tar.zst zstd, .tar none; else gzip)"},
+			&cli.BoolFlag{Name: "leave-running", Aliases: []string{"R"}, Usage: "keep the container running after the dump"},
+			&cli.BoolFlag{Name: "tcp-established", Usage: "dump established TCP connections (restore needs the same flag)"},
+			&cli.StringFlag{Name: "name", Usage: "container name to record (default: the runtime's ID, else the cgroup's name)"},
+			&cli.StringFlag{Name: "keep-images", Usage: "also keep CRIU's image directory here (a new or empty directory)"},
+			workDirFlag,
+			criuFlag,
+			&cli.StringSliceFlag{Name: "runtime-root", Usage: "state directory of the OCI runtime that started the container, to find its bundle (default: /run/runc, /run/crun)"},
+			&cli.DurationFlag{Name: "freeze-timeout", Value: 10 * time.Second, Usage: "give up (and thaw) if the cgroup is not frozen within this time"},
+			verboseFlag,
+		},
+		Action: func(c *cli.Context) error {
+			if c.NArg() > 0 {
+				return usageError{fmt.Errorf("dump takes no arguments (got %q): use --pid and -f", c.Args().First())}
+			}
+			opts := dump.Options{
+				PID:            c.Int("pid"),
+				Output:         c.String("file"),
+				LeaveRunning:   c.Bool("leave-running"),
+				TCPEstablished: c.Bool("tcp-established"),
+				KeepImages:     c.String("keep-images"),
+				WorkDir:        c.String("work-dir"),
+				CRIUPath:       c.String("criu"),
+				Name:           c.String("name"),
+				RuntimeRoots:   c.StringSlice("runtime-root"),
+				FreezeTimeout:  c.Duration("freeze-timeout"),
+				Logf:           logger(c),
+			}
+			comp, err := compression(c.String("compress"), opts.Output)
+			if err != nil {
+				return usageError{err}
+			}
+			opts.Compression = comp
+			if err := opts.Validate(); err != nil {
+				return usageError{err}
+			}
+			res, err := dump.Run(c.Context, opts)
+			if err != nil {
+				return err
+			}
+			s := res.Metadata.Stats
+			where := res.Path
+			if where == "-" {
+				where = "stdout"
+			}
+			fmt.Fprintf(c.App.ErrWriter, "crtool: checkpointed %s (pid %d) into %s (%s, %s): freezing %s, frozen %s, CRIU %s, archive %s, total %s\n",
+				res.Metadata.Container.Name, res.Metadata.Container.PID, where, comp, humanBytes(res.Size),
+				us(s.FreezingTime), us(s.FrozenTime), us(s.CRIUTime), us(s.WriteTime), us(s.TotalTime))
+			return nil
+		},
+	})
+}
+
+// compression picks the archive compression from the flag or the file name.
+func compression(flag, output string) (images.Compression, error) {
+	if flag != "" {
+		return images.ParseCompression(flag)
+	}
+	if c, ok := images.CompressionFromName(output); ok {
+		return c, nil
+	}
+	return images.Gzip, nil
+}
+
+func us(v int64) string {
+	return (time.Duration(v) * time.Microsecond).Round(10 * time.Microsecond).String()
+}
+
+func humanBytes(n int64) string {
+	switch {
+	case n <= 0:
+		return "streamed"
+	case n < 1<<10:
+		return fmt.Sprintf("%d B", n)
+	case n < 1<<20:
+		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
+	case n < 1<<30:
+		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+	}
+	return fmt.Sprintf("%.2f GiB", float64(n)/(1<<30))
+}

@@ -1,0 +1,70 @@
+package main
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/crtool/crtool/restore"
+	"github.com/urfave/cli/v2"
+)
+
+func restoreCommand() *cli.Command {
+	return withUsageErrors(&cli.Command{
+		Name:      "restore",
+		Usage:     "restore a container from an archive",
+		ArgsUsage: " ",
+		Description: `Unpacks the archive (gzip, zstd or plain tar, detected by content),
+recreates the container's cgroups, maps its external mounts and stdio back,
+and has CRIU restore its processes, which keep running after crtool exits.
+Prints the restored init's PID on stdout. A failed restore removes what it
+created and leaves the archive untouched.
+
+Descriptors that led to a pipe outside the container (a supervisor's) are
+reconnected to --log for writing ends, /dev/null otherwise; files are
+reopened at their recorded path.
+
+Example:
+   crtool restore -f web.tar.gz`,
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "file", Aliases: []string{"f", "i", "import"}, Usage: "archive to restore (\"-\": stdin)"},
+			&cli.StringFlag{Name: "name", Aliases: []string{"n"}, Usage: "name of the restored container (default: the recorded one)"},
+			&cli.StringFlag{Name: "root", Usage: "root filesystem of the container (default: the recorded path)"},
+			&cli.StringFlag{Name: "netns", Usage: "join this existing network namespace (a /run/netns/NAME or /proc/PID/ns/net path)"},
+			&cli.StringFlag{Name: "pid-file", Usage: "write the restored init's PID to this file"},
+			&cli.BoolFlag{Name: "tcp-established", Usage: "restore established TCP connections (needed when the dump had them)"},
+			&cli.StringFlag{Name: "log", Usage: "file that receives what the container writes to its former supervisor's pipes (default: /dev/null)"},
+			&cli.StringFlag{Name: "keep-images", Usage: "keep the unpacked image directory here (a new or empty directory)"},
+			workDirFlag,
+			criuFlag,
+			verboseFlag,
+		},
+		Action: func(c *cli.Context) error {
+			if c.NArg() > 0 {
+				return usageError{fmt.Errorf("restore takes no arguments (got %q): use -f ARCHIVE", c.Args().First())}
+			}
+			opts := restore.Options{
+				Input:          c.String("file"),
+				Name:           c.String("name"),
+				Root:           c.String("root"),
+				Netns:          c.String("netns"),
+				PidFile:        c.String("pid-file"),
+				TCPEstablished: c.Bool("tcp-established"),
+				KeepImages:     c.String("keep-images"),
+				WorkDir:        c.String("work-dir"),
+				CRIUPath:       c.String("criu"),
+				Log:            c.String("log"),
+				Logf:           logger(c),
+			}
+			if err := opts.Validate(); err != nil {
+				return usageError{err}
+			}
+			res, err := restore.Run(c.Context, opts)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(c.App.Writer, res.PID)
+			fmt.Fprintf(c.App.ErrWriter, "crtool: restored %s as pid %d in %s\n", res.Name, res.PID, res.Duration.Round(time.Millisecond))
+			return nil
+		},
+	})
+}
