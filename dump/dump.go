@@ -4,10 +4,12 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -19,6 +21,8 @@ import (
 	"github.com/crtool/crtool/images"
 	"github.com/crtool/crtool/internal/undo"
 	"github.com/crtool/crtool/internal/workdir"
+	"github.com/crtool/crtool/netns"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/proto"
 )
@@ -89,129 +93,323 @@ func (o *Options) Validate() error {
 	return nil
 }
 
+// dumper carries one dump through its steps: prepare, freeze, checkpoint,
+// pack, and finally stop (or thaw) the container.
+type dumper struct {
+	opts     Options
+	bin      *criu.Binary
+	c        *container
+	mounts   *mountTable
+	ext      []images.ExternalMount
+	spec     []byte
+	wd       *workdir.Dir
+	log      string
+	fr       *freezer.Freezer
+	thawed   bool
+	rollback undo.Stack
+
+	// netns is the container's network namespace, held open so that it can
+	// be unlocked and cleaned after its processes are gone; nil when the
+	// container shares the host's.
+	netns     *os.File
+	lock      *netns.Lock
+	criuLocks []string // CRIU's own lock tables present before the dump
+	fds       []fdInfo
+	network   *netns.Config
+	files     []images.ExternalFile
+	md        *images.Metadata
+
+	start, frozenAt      time.Time
+	freezeTook, criuTook time.Duration
+	frozenFor, writeTook time.Duration
+}
+
 // Run dumps the container whose init is opts.PID into opts.Output. The
 // container is frozen before CRIU runs and stays frozen until the archive is
 // on disk; it is then killed, or thawed with LeaveRunning. If anything fails
-// or ctx is cancelled, the container is thawed and keeps running and no file
-// exists under opts.Output.
+// or ctx is cancelled, the container is thawed and keeps running, its
+// network unlocked, and no file exists under opts.Output.
 func Run(ctx context.Context, opts Options) (res *Result, err error) {
-	start := time.Now()
-	if err := opts.Validate(); err != nil {
+	d := &dumper{opts: opts, start: time.Now()}
+	if err := d.opts.Validate(); err != nil {
 		return nil, err
 	}
-	bin, err := criu.OpenAsRoot(ctx, opts.CRIUPath)
-	if err != nil {
+	if d.bin, err = criu.OpenAsRoot(ctx, opts.CRIUPath); err != nil {
 		return nil, err
 	}
-	c, err := inspectContainer(opts.PID, opts.RuntimeRoots)
-	if err != nil {
-		return nil, err
-	}
-	mt, err := readMounts(c.pid)
-	if err != nil {
-		return nil, err
-	}
-	if c.root, err = rootPath(mt); err != nil {
-		return nil, err
-	}
-	extMounts, err := externalMounts(mt)
-	if err != nil {
-		return nil, err
-	}
-	spec, specJSON, err := specFor(c, mt, extMounts)
-	if err != nil {
-		return nil, err
-	}
-
-	var rollback undo.Stack
 	defer func() {
 		if err != nil {
-			rollback.Run()
+			d.rollback.Run()
+		}
+		if d.netns != nil {
+			d.netns.Close()
 		}
 	}()
-
-	wd, err := workdir.New(opts.WorkDir, "crtool-dump-", images.CheckpointDir)
-	if err != nil {
-		return nil, err
-	}
-	stage, imgDir, logPath := wd.Path, wd.Images, wd.Log("dump.log")
-	rollback.Push(func() { wd.KeepOnly(logPath) })
-	if err := os.Mkdir(imgDir, 0o700); err != nil {
-		return nil, fmt.Errorf("create image directory: %w", err)
-	}
-
-	fr, err := freezer.New(c.freezerDir)
-	if err != nil {
-		return nil, err
-	}
-	prev, err := fr.State()
-	if err != nil {
-		return nil, err
-	}
-	if prev != freezer.Thawed {
-		return nil, fmt.Errorf("container cgroup %s is %s (paused): resume it before dumping", c.freezerDir, strings.ToLower(string(prev)))
-	}
-	opts.logf("freezing %s", c.freezerDir)
-	freezeTook, err := fr.Freeze(ctx, opts.FreezeTimeout)
-	if err != nil {
-		return nil, err
-	}
-	frozenAt := time.Now()
-	thawed := false
-	thaw := func() {
-		if thawed {
-			return
+	steps := []func(context.Context) error{d.prepare, d.freeze, d.inspectFrozen, d.checkpoint, d.pack}
+	for _, step := range steps {
+		if err := step(ctx); err != nil {
+			return nil, err
 		}
-		if terr := fr.Thaw(); terr != nil {
-			opts.logf("thaw %s: %v", c.freezerDir, terr)
+	}
+	// The archive is safe on disk: from here on the dump commits.
+	d.rollback.Release()
+	return d.finish()
+}
+
+// prepare learns what the dump needs before anything is changed.
+func (d *dumper) prepare(ctx context.Context) error {
+	c, err := inspectContainer(d.opts.PID, d.opts.RuntimeRoots)
+	if err != nil {
+		return err
+	}
+	d.c = c
+	if d.mounts, err = readMounts(c.pid); err != nil {
+		return err
+	}
+	if c.root, err = rootPath(d.mounts); err != nil {
+		return err
+	}
+	if d.ext, err = externalMounts(d.mounts); err != nil {
+		return err
+	}
+	if _, d.spec, err = specFor(c, d.mounts, d.ext); err != nil {
+		return err
+	}
+	if d.fr, err = freezer.New(c.freezerDir); err != nil {
+		return err
+	}
+	if st, err := d.fr.State(); err != nil {
+		return err
+	} else if st != freezer.Thawed {
+		return fmt.Errorf("container cgroup %s is %s (paused): resume it before dumping", c.freezerDir, strings.ToLower(string(st)))
+	}
+	if !c.namespaces["net"].Shared {
+		if d.netns, err = os.Open(fmt.Sprintf("/proc/%d/ns/net", c.pid)); err != nil {
+			return fmt.Errorf("network namespace of pid %d: %w", c.pid, err)
 		}
-		thawed = true
+		if d.criuLocks, err = netns.Tables(d.netnsPath(), netns.CRIUTablePrefix); err != nil {
+			return err
+		}
 	}
-	rollback.Push(thaw)
-	opts.logf("froze %s in %v", c.freezerDir, freezeTook)
+	if d.wd, err = workdir.New(d.opts.WorkDir, "crtool-dump-", images.CheckpointDir); err != nil {
+		return err
+	}
+	d.log = d.wd.Log("dump.log")
+	d.rollback.Push(func() { d.wd.KeepOnly(d.log) })
+	if err := os.Mkdir(d.wd.Images, 0o700); err != nil {
+		return fmt.Errorf("create image directory: %w", err)
+	}
+	return nil
+}
 
-	// With every task frozen the descriptor tables cannot change under us.
-	pids, err := cgroups.Pids(c.freezerDir)
-	if err != nil {
-		return nil, err
-	}
-	extFiles, err := externalFiles(pids, mt.ids)
-	if err != nil {
-		return nil, err
-	}
+// netnsPath names the held network namespace for calls that take a path.
+func (d *dumper) netnsPath() string {
+	return fmt.Sprintf("/proc/self/fd/%d", d.netns.Fd())
+}
 
-	imgFd, err := os.Open(imgDir)
+// freeze locks the network (for established connections) and freezes the
+// cgroup; both are undone if a later step fails.
+func (d *dumper) freeze(ctx context.Context) error {
+	if d.opts.TCPEstablished && d.netns != nil {
+		// The lock comes first: once CRIU has dumped the connections, the
+		// kernel must not acknowledge anything more for them.
+		lock, err := netns.LockNamespace(d.netnsPath(), lockID(d.c))
+		if err != nil {
+			return err
+		}
+		d.lock = lock
+		d.rollback.Push(d.unlock)
+	}
+	d.opts.logf("freezing %s", d.c.freezerDir)
+	took, err := d.fr.Freeze(ctx, d.opts.FreezeTimeout)
 	if err != nil {
-		return nil, fmt.Errorf("open image directory: %w", err)
+		return err
+	}
+	d.freezeTook, d.frozenAt = took, time.Now()
+	d.rollback.Push(d.thaw)
+	d.opts.logf("froze %s in %v", d.c.freezerDir, took)
+	return nil
+}
+
+// unlock lifts crtool's lock and any lock a failed CRIU left behind, so the
+// container's connections carry on.
+func (d *dumper) unlock() {
+	if err := d.lock.Unlock(); err != nil {
+		d.opts.logf("%v", err)
+	}
+	d.lock = nil
+	if d.netns == nil {
+		return
+	}
+	now, _ := netns.Tables(d.netnsPath(), netns.CRIUTablePrefix)
+	for _, t := range now {
+		if !slices.Contains(d.criuLocks, t) {
+			_ = netns.DeleteTable(d.netnsPath(), t)
+		}
+	}
+}
+
+func (d *dumper) thaw() {
+	if d.thawed {
+		return
+	}
+	if err := d.fr.Thaw(); err != nil {
+		d.opts.logf("thaw %s: %v", d.c.freezerDir, err)
+	}
+	d.thawed = true
+}
+
+// inspectFrozen records what can only be read reliably while every task is
+// frozen: descriptors, the network and its sockets.
+func (d *dumper) inspectFrozen(ctx context.Context) error {
+	pids, err := cgroups.Pids(d.c.freezerDir)
+	if err != nil {
+		return err
+	}
+	if d.fds, err = scanFds(pids); err != nil {
+		return err
+	}
+	if d.files, err = externalFiles(d.fds, d.mounts.ids); err != nil {
+		return err
+	}
+	if d.netns != nil {
+		if d.network, err = netns.Capture(d.netnsPath()); err != nil {
+			return err
+		}
+		if !d.opts.TCPEstablished {
+			if conns := connections(d.network, d.fds); len(conns) > 0 {
+				s := conns[0]
+				return fmt.Errorf("%w: the container has established TCP connections (%s -> %s, %d in all): use --tcp-established or close them", ErrUnsupported, s.Local, s.Remote, len(conns))
+			}
+		}
+	}
+	return nil
+}
+
+// checkpoint has CRIU dump the frozen tree.
+func (d *dumper) checkpoint(ctx context.Context) error {
+	imgFd, err := os.Open(d.wd.Images)
+	if err != nil {
+		return fmt.Errorf("open image directory: %w", err)
 	}
 	defer imgFd.Close()
 	req := criu.Request{
 		Type:    rpc.CriuReqType_DUMP,
-		Opts:    criuDumpOptions(c, int32(imgFd.Fd()), extMounts, extFiles, opts),
-		LogPath: logPath,
+		Opts:    criuDumpOptions(d.c, int32(imgFd.Fd()), d.ext, d.files, d.opts),
+		LogPath: d.log,
 	}
 	criuStart := time.Now()
-	if _, err := bin.Run(ctx, req); err != nil {
-		return nil, fmt.Errorf("dump pid %d: %w", c.pid, err)
+	if _, err := d.bin.Run(ctx, req); err != nil {
+		return fmt.Errorf("dump pid %d: %w", d.c.pid, err)
 	}
-	criuTook := time.Since(criuStart)
-	opts.logf("CRIU dumped pid %d in %v", c.pid, criuTook)
-	var frozenFor time.Duration
-	if opts.LeaveRunning {
-		thaw()
-		frozenFor = time.Since(frozenAt)
+	d.criuTook = time.Since(criuStart)
+	d.opts.logf("CRIU dumped pid %d in %v", d.c.pid, d.criuTook)
+	if d.opts.LeaveRunning {
+		d.thaw()
+		d.unlock()
+		d.frozenFor = time.Since(d.frozenAt)
 	}
+	return nil
+}
 
+// pack writes the metadata and the archive.
+func (d *dumper) pack(ctx context.Context) error {
+	md, cfgJSON, err := d.metadata()
+	if err != nil {
+		return err
+	}
+	if err := stageMetadata(d.wd.Path, d.wd.Images, d.spec, cfgJSON, d.network, md.Container.Name); err != nil {
+		return err
+	}
+	if err := images.WriteMetadata(d.wd.Path, md); err != nil {
+		return err
+	}
+	writeStart := time.Now()
+	if _, err := images.WriteFile(ctx, d.opts.Output, d.wd.Path, d.opts.Compression); err != nil {
+		return fmt.Errorf("write %s: %w", d.opts.Output, err)
+	}
+	if d.opts.Output != "-" {
+		d.rollback.Push(func() { _ = os.Remove(d.opts.Output) })
+	}
+	d.writeTook = time.Since(writeStart)
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("dump interrupted: %w", err)
+	}
+	d.md = md
+	return nil
+}
+
+// finish stops the container (unless it keeps running) and cleans up.
+func (d *dumper) finish() (*Result, error) {
+	defer d.wd.Remove()
+	if d.opts.KeepImages != "" {
+		if err := d.wd.MoveImages(d.opts.KeepImages); err != nil {
+			d.opts.logf("%v", err)
+		}
+	}
+	if !d.opts.LeaveRunning {
+		err := d.stop()
+		d.frozenFor = time.Since(d.frozenAt)
+		if err != nil {
+			return nil, fmt.Errorf("archive %s is complete, but stopping the container failed: %w", d.opts.Output, err)
+		}
+	}
+	md := d.md
+	md.Stats.FrozenTime = d.frozenFor.Microseconds()
+	md.Stats.WriteTime = d.writeTook.Microseconds()
+	md.Stats.TotalTime = time.Since(d.start).Microseconds()
+	res := &Result{Path: d.opts.Output, Metadata: md}
+	if st, err := os.Stat(d.opts.Output); err == nil && d.opts.Output != "-" {
+		res.Size = st.Size()
+	}
+	return res, nil
+}
+
+// stop kills the frozen container without a trace on the network: its TCP
+// connections are put into repair mode first, so closing them sends
+// neither FIN nor reset, and whatever remains is destroyed. The network
+// lock stays, and the links lead nowhere, until a restore lifts them: a
+// peer's packets must meet silence, not a reset from a kernel that no
+// longer knows the connection.
+func (d *dumper) stop() error {
+	var repaired []int
+	if d.opts.TCPEstablished && d.network != nil {
+		var err error
+		if repaired, err = repairTCP(connections(d.network, d.fds), d.fds); err != nil {
+			d.opts.logf("%v", err)
+		}
+	}
+	err := stopContainer(d.fr, d.c.freezerDir)
+	for _, fd := range repaired {
+		unix.Close(fd)
+	}
+	if d.opts.TCPEstablished && d.network != nil {
+		if n, derr := netns.DestroyTCP(d.netnsPath(), d.network.Sockets); derr != nil {
+			d.opts.logf("%v", derr)
+		} else if n > 0 {
+			d.opts.logf("destroyed %d leftover TCP sockets", n)
+		}
+		// The namespace may be deleted next, and the kernel unhooks the
+		// lock before it removes the links: take them down meanwhile.
+		if qerr := netns.Quiesce(d.netnsPath(), d.network); qerr != nil {
+			d.opts.logf("%v", qerr)
+		}
+	}
+	return err
+}
+
+// metadata builds crtool.json and config.dump.
+func (d *dumper) metadata() (*images.Metadata, []byte, error) {
+	c, opts := d.c, d.opts
 	hostname, _ := os.Hostname()
 	id, name := containerIdentity(c, opts.Name, hostname)
-	created := processStart(c.pid)
 	md := &images.Metadata{
 		Version:     images.MetadataVersion,
 		CreatedBy:   "crtool " + Version,
 		Checkpoint:  time.Now().UTC(),
 		Hostname:    hostname,
 		Kernel:      kernelRelease(),
-		CRIUVersion: bin.Version.String(),
+		CRIUVersion: d.bin.Version.String(),
 		Container: images.ContainerInfo{
 			ID: id, Name: name, Runtime: c.runtime.Name, Bundle: c.runtime.Bundle,
 			Root: c.root, PID: c.pid, Image: opts.Image, ImageID: opts.ImageID,
@@ -220,67 +418,39 @@ func Run(ctx context.Context, opts Options) (res *Result, err error) {
 			Layout: string(cgroups.DetectLayout()), Paths: c.cgroups, Freezer: c.freezerDir,
 		},
 		Namespaces: c.namespaces,
-		Mounts:     extMounts,
-		Files:      extFiles,
+		Mounts:     d.ext,
+		Files:      d.files,
+		Network:    d.network,
 		Options: images.DumpOptions{
 			LeaveRunning: opts.LeaveRunning, TCPEstablished: opts.TCPEstablished, FileLocks: true,
 		},
+		Stats: images.DumpStats{
+			FreezingTime: d.freezeTook.Microseconds(),
+			FrozenTime:   d.frozenFor.Microseconds(),
+			CRIUTime:     d.criuTook.Microseconds(),
+			TotalTime:    time.Since(d.start).Microseconds(),
+		},
+	}
+	if d.lock != nil {
+		md.NetworkLock = d.lock.Table
+	}
+	var spec specs.Spec
+	if err := json.Unmarshal(d.spec, &spec); err != nil {
+		return nil, nil, fmt.Errorf("spec: %w", err)
 	}
 	if spec.Process != nil {
 		md.Container.Command = spec.Process.Args
 	}
-	cfgJSON, err := configDump(c, spec, id, name, opts.Image, opts.ImageID, created)
+	cfg, err := configDump(c, &spec, id, name, opts.Image, opts.ImageID, processStart(c.pid))
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	if err := stageMetadata(stage, imgDir, specJSON, cfgJSON); err != nil {
-		return nil, err
-	}
-	md.Stats = images.DumpStats{
-		FreezingTime: freezeTook.Microseconds(),
-		FrozenTime:   frozenFor.Microseconds(),
-		CRIUTime:     criuTook.Microseconds(),
-		TotalTime:    time.Since(start).Microseconds(),
-	}
-	if err := images.WriteMetadata(stage, md); err != nil {
-		return nil, err
-	}
+	return md, cfg, nil
+}
 
-	writeStart := time.Now()
-	if _, err := images.WriteFile(ctx, opts.Output, stage, opts.Compression); err != nil {
-		return nil, fmt.Errorf("write %s: %w", opts.Output, err)
-	}
-	if opts.Output != "-" {
-		rollback.Push(func() { _ = os.Remove(opts.Output) })
-	}
-	writeTook := time.Since(writeStart)
-	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("dump interrupted: %w", err)
-	}
-	// The archive is safe on disk: from here on the dump commits.
-	rollback.Release()
-	defer wd.Remove()
-	if opts.KeepImages != "" {
-		if err := wd.MoveImages(opts.KeepImages); err != nil {
-			opts.logf("%v", err)
-		}
-	}
-	if !opts.LeaveRunning {
-		killErr := stopContainer(fr, c.freezerDir)
-		frozenFor = time.Since(frozenAt)
-		if killErr != nil {
-			return nil, fmt.Errorf("archive %s is complete, but stopping the container failed: %w", opts.Output, killErr)
-		}
-	}
-
-	md.Stats.FrozenTime = frozenFor.Microseconds()
-	md.Stats.WriteTime = writeTook.Microseconds()
-	md.Stats.TotalTime = time.Since(start).Microseconds()
-	res = &Result{Path: opts.Output, Metadata: md}
-	if st, err := os.Stat(opts.Output); err == nil && opts.Output != "-" {
-		res.Size = st.Size()
-	}
-	return res, nil
+// lockID names crtool's network lock after the container's init.
+func lockID(c *container) string {
+	return fmt.Sprintf("%d-%d", c.pid, processStart(c.pid).Unix())
 }
 
 // criuDumpOptions builds CRIU's dump request.
@@ -312,19 +482,31 @@ func criuDumpOptions(c *container, imgFd int32, mounts []images.ExternalMount, f
 	return opts
 }
 
+// PodmanNetwork is the network name under which network.status lists the
+// container's interfaces: Podman's default network.
+const PodmanNetwork = "podman"
+
 // NetnsKey is the name under which the container's network namespace is
 // external to CRIU; restore passes the namespace under the same key.
 const NetnsKey = "extRootNetNS"
 
 // stageMetadata writes the Podman-layout members next to the images.
-func stageMetadata(stage, imgDir string, specJSON, cfgJSON []byte) error {
+func stageMetadata(stage, imgDir string, specJSON, cfgJSON []byte, network *netns.Config, name string) error {
 	if err := os.WriteFile(filepath.Join(stage, images.SpecDumpFile), specJSON, 0o600); err != nil {
 		return fmt.Errorf("write %s: %w", images.SpecDumpFile, err)
 	}
 	if err := os.WriteFile(filepath.Join(stage, images.ConfigDumpFile), cfgJSON, 0o600); err != nil {
 		return fmt.Errorf("write %s: %w", images.ConfigDumpFile, err)
 	}
-	if err := os.WriteFile(filepath.Join(stage, images.NetworkStatusFile), []byte("{}"), 0o600); err != nil {
+	status := []byte("{}")
+	if network != nil {
+		b, err := json.MarshalIndent(netns.ToPodmanStatus(network, PodmanNetwork), "", "  ")
+		if err != nil {
+			return fmt.Errorf("encode %s: %w", images.NetworkStatusFile, err)
+		}
+		status = b
+	}
+	if err := os.WriteFile(filepath.Join(stage, images.NetworkStatusFile), status, 0o600); err != nil {
 		return fmt.Errorf("write %s: %w", images.NetworkStatusFile, err)
 	}
 	// CRIU writes its statistics into its work directory; Podman keeps

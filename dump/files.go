@@ -26,7 +26,7 @@ type fdInfo struct {
 // files on mounts the container does not have (a log file on the host,
 // the host's /dev/null). CRIU needs the files named as external at dump, and
 // restore hands it a replacement for each.
-func externalFiles(pids []int, mountIDs map[int]bool) ([]images.ExternalFile, error) {
+func externalFiles(fds []fdInfo, mountIDs map[int]bool) ([]images.ExternalFile, error) {
 	type pipeEnds struct {
 		read, write bool
 		users       []images.FdRef
@@ -36,11 +36,7 @@ func externalFiles(pids []int, mountIDs map[int]bool) ([]images.ExternalFile, er
 	var pipeOrder []string
 	var files []images.ExternalFile
 	fileIdx := map[string]int{}
-	for _, pid := range pids {
-		fds, err := openFds(pid)
-		if err != nil {
-			return nil, err
-		}
+	{
 		for _, f := range fds {
 			switch {
 			case strings.HasPrefix(f.target, "pipe:["):
@@ -104,6 +100,19 @@ func isTerminal(st unix.Stat_t) bool {
 	}
 	major := unix.Major(uint64(st.Rdev))
 	return major == 4 || major == 5 || (major >= 136 && major <= 143)
+}
+
+// scanFds lists the descriptors of all pids.
+func scanFds(pids []int) ([]fdInfo, error) {
+	var all []fdInfo
+	for _, pid := range pids {
+		fds, err := openFds(pid)
+		if err != nil {
+			return nil, err
+		}
+		all = append(all, fds...)
+	}
+	return all, nil
 }
 
 // openFds lists the descriptors of pid.

@@ -31,8 +31,11 @@ type Metadata struct {
 	Mounts     []ExternalMount      `json:"externalMounts,omitempty"`
 	Files      []ExternalFile       `json:"externalFiles,omitempty"`
 	Network    *netns.Config        `json:"network,omitempty"`
-	Options    DumpOptions          `json:"options"`
-	Stats      DumpStats            `json:"stats"`
+	// NetworkLock names the nftables table that keeps the dumped
+	// container's network namespace silent until a restore lifts it.
+	NetworkLock string      `json:"networkLock,omitempty"`
+	Options     DumpOptions `json:"options"`
+	Stats       DumpStats   `json:"stats"`
 }
 
 // ContainerInfo identifies the dumped container.

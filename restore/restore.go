@@ -40,6 +40,10 @@ type Options struct {
 	KeepImages     string // keep the unpacked images here
 	WorkDir        string // parent of the temporary unpack directory
 	CRIUPath       string
+	// Bridge attaches a rebuilt namespace's veth to this bridge instead of
+	// the recorded one; CreateBridge creates it when missing.
+	Bridge       string
+	CreateBridge bool
 	// Log receives what the container wrote to pipes that led outside it
 	// (its stdout and stderr under a supervisor); default /dev/null.
 	Log  string
@@ -186,12 +190,15 @@ func Run(ctx context.Context, opts Options) (res *Result, err error) {
 	if err := mapMounts(copts, md, cg); err != nil {
 		return nil, err
 	}
-	if ns := md.Namespaces["net"]; !ns.Shared {
-		f, err := openNetns(opts.Netns, ns)
-		if err != nil {
-			return nil, err
-		}
-		copts.InheritFd = append(copts.InheritFd, &rpc.InheritFd{Key: proto.String(dump.NetnsKey), Fd: proto.Int32(addFile(f))})
+	net, err := planNetwork(md, opts)
+	if err != nil {
+		return nil, err
+	}
+	rollback.Push(net.undo)
+	defer net.close()
+	if net != nil {
+		copts.InheritFd = append(copts.InheritFd, &rpc.InheritFd{Key: proto.String(dump.NetnsKey), Fd: proto.Int32(addFile(net.file))})
+		net.file = nil // closed with the other files
 	}
 	for _, ef := range md.Files {
 		f, err := openExternalFile(ef, opts.Log)
@@ -214,6 +221,9 @@ func Run(ctx context.Context, opts Options) (res *Result, err error) {
 		return nil, fmt.Errorf("restore %s: %w", name, err)
 	}
 	restoredPID = int(resp.GetRestore().GetPid())
+	if err := net.afterRestore(); err != nil {
+		return nil, err
+	}
 
 	// CRIU restores the freezer state it recorded, which is frozen since
 	// crtool froze the container for the dump.
@@ -323,22 +333,6 @@ func mapMounts(copts *rpc.CriuOpts, md *images.Metadata, cg cgroups.Set) error {
 		copts.ExtMnt = append(copts.ExtMnt, &rpc.ExtMountMap{Key: proto.String(m.Key), Val: proto.String(src)})
 	}
 	return nil
-}
-
-// openNetns opens the network namespace the container joins.
-func openNetns(explicit string, ns images.Namespace) (*os.File, error) {
-	p := explicit
-	if p == "" {
-		p = ns.Path
-	}
-	if p == "" {
-		return nil, fmt.Errorf("%w: the container's network namespace has no name to find it by: pass --netns PATH", ErrConflict)
-	}
-	f, err := os.Open(p)
-	if err != nil {
-		return nil, fmt.Errorf("%w: network namespace %s: %v: pass --netns PATH", ErrConflict, p, err)
-	}
-	return f, nil
 }
 
 // openExternalFile opens the replacement for a descriptor that led outside

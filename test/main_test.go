@@ -34,6 +34,11 @@ func TestMain(m *testing.M) {
 	if builtHere != "" {
 		os.RemoveAll(builtHere)
 	}
+	// The tests' cgroups share a parent; it goes when the last one has.
+	parents, _ := filepath.Glob("/sys/fs/cgroup/*/crtool-test")
+	for _, p := range parents {
+		_ = os.Remove(p)
+	}
 	os.Exit(code)
 }
 

@@ -19,6 +19,14 @@ and has CRIU restore its processes, which keep running after crtool exits.
 Prints the restored init's PID on stdout. A failed restore removes what it
 created and leaves the archive untouched.
 
+The network namespace: with --netns the container joins that namespace;
+otherwise it joins the recorded /run/netns/NAME if that still exists (and
+holds the container's addresses), else crtool builds a new namespace from
+the archive: links (veth with the recorded name, MAC and MTU, its host end on
+the recorded bridge or --bridge), addresses, routes, rules, neighbours and
+sysctls. With --tcp-established a drop-all lock keeps the namespace silent
+until CRIU has restored the connections, so peers see no reset.
+
 Descriptors that led to a pipe outside the container (a supervisor's) are
 reconnected to --log for writing ends, /dev/null otherwise; files are
 reopened at their recorded path.
@@ -30,6 +38,8 @@ Example:
 			&cli.StringFlag{Name: "name", Aliases: []string{"n"}, Usage: "name of the restored container (default: the recorded one)"},
 			&cli.StringFlag{Name: "root", Usage: "root filesystem of the container (default: the recorded path)"},
 			&cli.StringFlag{Name: "netns", Usage: "join this existing network namespace (a /run/netns/NAME or /proc/PID/ns/net path)"},
+			&cli.StringFlag{Name: "bridge", Usage: "attach a rebuilt network namespace's veth to this bridge instead of the recorded one"},
+			&cli.BoolFlag{Name: "create-bridge", Usage: "create the bridge (up, without addresses) if it is missing"},
 			&cli.StringFlag{Name: "pid-file", Usage: "write the restored init's PID to this file"},
 			&cli.BoolFlag{Name: "tcp-established", Usage: "restore established TCP connections (needed when the dump had them)"},
 			&cli.StringFlag{Name: "log", Usage: "file that receives what the container writes to its former supervisor's pipes (default: /dev/null)"},
@@ -53,6 +63,8 @@ Example:
 				WorkDir:        c.String("work-dir"),
 				CRIUPath:       c.String("criu"),
 				Log:            c.String("log"),
+				Bridge:         c.String("bridge"),
+				CreateBridge:   c.Bool("create-bridge"),
 				Logf:           logger(c),
 			}
 			if err := opts.Validate(); err != nil {

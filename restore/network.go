@@ -1,0 +1,205 @@
+package restore
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/crtool/crtool/images"
+	"github.com/crtool/crtool/netns"
+)
+
+// netPlan is the network namespace a restored container goes into, and what
+// must happen around CRIU for its connections to survive.
+type netPlan struct {
+	path    string       // namespace handed to CRIU
+	file    *os.File     // held open while CRIU runs
+	created string       // name of a namespace this restore created
+	lock    *netns.Lock  // lock this restore installed
+	stale   []netns.Lock // locks left by the dump in a namespace we join
+}
+
+// planNetwork prepares the container's network namespace. With --netns, or
+// when the recorded namespace still exists, the container joins it;
+// otherwise a new namespace is built from the recorded configuration, its
+// links kept down until (for established connections) a drop-all lock is in
+// place, so no peer ever meets a reset.
+func planNetwork(md *images.Metadata, opts Options) (p *netPlan, err error) {
+	ns := md.Namespaces["net"]
+	if ns.Shared {
+		return nil, nil
+	}
+	p = &netPlan{}
+	defer func() {
+		if err != nil {
+			p.undo()
+		}
+	}()
+	switch {
+	case opts.Netns != "":
+		p.path = opts.Netns
+	case ns.Path != "" && exists(ns.Path):
+		p.path = ns.Path
+		if err := hasAddresses(p.path, md.Network); err != nil {
+			return nil, err
+		}
+	case md.Network == nil:
+		return nil, fmt.Errorf("%w: the container's network namespace is gone and the archive does not describe it: pass --netns PATH", ErrConflict)
+	default:
+		if err := p.rebuild(md, opts); err != nil {
+			return nil, err
+		}
+	}
+	if p.created == "" && md.NetworkLock != "" {
+		// The dump left its lock in the namespace; it goes once CRIU has
+		// restored the connections it protected.
+		// The dump also took the links down; they come back up now, with
+		// their routes (CRIU needs a route to reconnect a socket), while
+		// the lock still holds every packet back.
+		if tables, _ := netns.Tables(p.path, netns.LockPrefix); slices.Contains(tables, md.NetworkLock) {
+			p.stale = append(p.stale, netns.Lock{NsPath: p.path, Table: md.NetworkLock})
+			if md.Network != nil {
+				if err := netns.Resume(p.path, md.Network); err != nil {
+					return nil, err
+				}
+			}
+		}
+	}
+	f, err := os.Open(p.path)
+	if err != nil {
+		return nil, fmt.Errorf("%w: network namespace %s: %v: pass --netns PATH", ErrConflict, p.path, err)
+	}
+	p.file = f
+	return p, nil
+}
+
+// rebuild creates a named namespace and replays the recorded configuration.
+func (p *netPlan) rebuild(md *images.Metadata, opts Options) error {
+	name := netnsName(md, opts)
+	if exists(filepath.Join(netns.NamedDir, name)) {
+		return fmt.Errorf("%w: network namespace %s already exists: pass --netns %s to join it", ErrConflict, name, filepath.Join(netns.NamedDir, name))
+	}
+	ropts := netns.ReplayOptions{
+		Bridge:       opts.Bridge,
+		CreateBridge: opts.CreateBridge,
+		LinksDown:    opts.TCPEstablished,
+	}
+	// Conflicts (the address in use elsewhere, the bridge missing) are
+	// found before anything is created.
+	if err := netns.Check(md.Network, ropts); err != nil {
+		return fmt.Errorf("%w: %v", ErrConflict, err)
+	}
+	path, err := netns.CreateNamed(name)
+	if err != nil {
+		return err
+	}
+	p.path, p.created = path, name
+	if err := netns.Replay(path, md.Network, ropts); err != nil {
+		return err
+	}
+	if opts.TCPEstablished {
+		if p.lock, err = netns.LockNamespace(path, "restore-"+shortID(md.Container.ID)); err != nil {
+			return err
+		}
+		if err := netns.SetLinksUp(path, md.Network); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// netnsName is the name of a rebuilt namespace: --name, else the recorded
+// namespace's name, else the container's.
+func netnsName(md *images.Metadata, opts Options) string {
+	switch {
+	case opts.Name != "":
+		return opts.Name
+	case md.Namespaces["net"].Path != "":
+		return filepath.Base(md.Namespaces["net"].Path)
+	}
+	return md.Container.Name
+}
+
+// hasAddresses checks that an existing namespace carries the recorded
+// addresses: a namespace of the same name may have been recreated empty
+// (and an inode number may have been reused), which would strand the
+// container's sockets.
+func hasAddresses(path string, want *netns.Config) error {
+	if want == nil {
+		return nil
+	}
+	have, err := netns.Capture(path)
+	if err != nil {
+		return err
+	}
+	got := map[string]bool{}
+	for _, a := range have.Addrs {
+		got[a.CIDR] = true
+	}
+	var missing []string
+	for _, a := range want.Addrs {
+		if !a.Auto && !got[a.CIDR] {
+			missing = append(missing, a.CIDR)
+		}
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("%w: network namespace %s lacks the container's addresses (%s): delete it so crtool rebuilds it, or pass --netns PATH", ErrConflict, path, strings.Join(missing, ", "))
+	}
+	return nil
+}
+
+// afterRestore lifts the locks once CRIU has restored the sockets.
+func (p *netPlan) afterRestore() error {
+	if p == nil {
+		return nil
+	}
+	var errs []error
+	if err := p.lock.Unlock(); err != nil {
+		errs = append(errs, err)
+	}
+	p.lock = nil
+	for _, l := range p.stale {
+		if err := l.Unlock(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	p.stale = nil
+	return errors.Join(errs...)
+}
+
+// undo removes what the plan created: the lock and the namespace (whose
+// veth pairs, host ends included, go with it).
+func (p *netPlan) undo() {
+	if p == nil {
+		return
+	}
+	if p.file != nil {
+		p.file.Close()
+	}
+	_ = p.lock.Unlock()
+	if p.created != "" {
+		_ = netns.DeleteNamed(p.created)
+	}
+}
+
+func (p *netPlan) close() {
+	if p != nil && p.file != nil {
+		p.file.Close()
+		p.file = nil
+	}
+}
+
+func exists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
+}
+
+func shortID(id string) string {
+	if len(id) > 12 {
+		return id[:12]
+	}
+	return id
+}
