@@ -35,10 +35,20 @@ unit:
 integration: build
 	CRTOOL_BIN=$(CURDIR)/$(BIN) $(GO) test $(TESTFLAGS) -v ./test/...
 
-# test runs everything CI runs: lint, unit tests, integration tests.
+# test runs everything CI runs: lint, unit tests, a short fuzzing round,
+# integration tests.
 test: deps lint build
 	$(GO) test $(TESTFLAGS) $$($(GO) list ./... | grep -v /test$$)
+	$(MAKE) fuzz FUZZTIME=10s
 	CRTOOL_BIN=$(CURDIR)/$(BIN) $(GO) test $(TESTFLAGS) -v ./test/...
 
 clean:
 	rm -rf bin
+
+# fuzz runs every fuzz target for FUZZTIME each (CI runs a short round).
+FUZZTIME ?= 10s
+fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzExtract$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 2s ./images
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeImage$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 2s ./inspect
+	$(GO) test -run '^$$' -fuzz '^FuzzImages$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 2s ./inspect
+	$(GO) test -run '^$$' -fuzz '^FuzzCollectArchive$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 2s ./inspect

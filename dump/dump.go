@@ -42,7 +42,7 @@ type Options struct {
 	CRIUPath       string
 	Name           string // container name recorded in the archive
 	Image          string // image the root filesystem comes from
-	ImageID        string
+	ImageID        string // its ID; default: looked up in Podman's store
 	RuntimeRoots   []string
 	FreezeTimeout  time.Duration
 	// Logf reports progress; nil discards it.
@@ -117,6 +117,7 @@ type dumper struct {
 	fds       []fdInfo
 	network   *netns.Config
 	files     []images.ExternalFile
+	image     imageRef
 	md        *images.Metadata
 
 	start, frozenAt      time.Time
@@ -157,7 +158,10 @@ func Run(ctx context.Context, opts Options) (res *Result, err error) {
 }
 
 // prepare learns what the dump needs before anything is changed.
-func (d *dumper) prepare(ctx context.Context) error {
+func (d *dumper) prepare(ctx context.Context) (err error) {
+	if d.image, err = resolveImage(ctx, d.opts.Image, d.opts.ImageID); err != nil {
+		return err
+	}
 	c, err := inspectContainer(d.opts.PID, d.opts.RuntimeRoots)
 	if err != nil {
 		return err
@@ -270,6 +274,9 @@ func (d *dumper) inspectFrozen(ctx context.Context) error {
 		return err
 	}
 	if d.files, err = externalFiles(d.fds, d.mounts.ids); err != nil {
+		return err
+	}
+	if err := writeDescriptors(d.wd.Images, d.c.pid, d.fds); err != nil {
 		return err
 	}
 	if d.netns != nil {
@@ -412,7 +419,7 @@ func (d *dumper) metadata() (*images.Metadata, []byte, error) {
 		CRIUVersion: d.bin.Version.String(),
 		Container: images.ContainerInfo{
 			ID: id, Name: name, Runtime: c.runtime.Name, Bundle: c.runtime.Bundle,
-			Root: c.root, PID: c.pid, Image: opts.Image, ImageID: opts.ImageID,
+			Root: c.root, PID: c.pid, Image: d.image.Name, ImageID: d.image.ID,
 		},
 		Cgroups: images.CgroupInfo{
 			Layout: string(cgroups.DetectLayout()), Paths: c.cgroups, Freezer: c.freezerDir,
@@ -426,7 +433,7 @@ func (d *dumper) metadata() (*images.Metadata, []byte, error) {
 		},
 		Stats: images.DumpStats{
 			FreezingTime: d.freezeTook.Microseconds(),
-			FrozenTime:   d.frozenFor.Microseconds(),
+			FrozenTime:   d.frozenSoFar().Microseconds(),
 			CRIUTime:     d.criuTook.Microseconds(),
 			TotalTime:    time.Since(d.start).Microseconds(),
 		},
@@ -441,11 +448,20 @@ func (d *dumper) metadata() (*images.Metadata, []byte, error) {
 	if spec.Process != nil {
 		md.Container.Command = spec.Process.Args
 	}
-	cfg, err := configDump(c, &spec, id, name, opts.Image, opts.ImageID, processStart(c.pid))
+	cfg, err := configDump(c, &spec, id, name, d.image, processStart(c.pid))
 	if err != nil {
 		return nil, nil, err
 	}
 	return md, cfg, nil
+}
+
+// frozenSoFar is how long the container has been frozen: without
+// --leave-running it still is while the archive is written.
+func (d *dumper) frozenSoFar() time.Duration {
+	if d.thawed {
+		return d.frozenFor
+	}
+	return time.Since(d.frozenAt)
 }
 
 // lockID names crtool's network lock after the container's init.

@@ -3,9 +3,12 @@ package dump
 import (
 	"encoding/json"
 	"fmt"
+	"os"
 	"path"
+	"path/filepath"
 	"time"
 
+	"github.com/crtool/crtool/images"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
 
@@ -38,14 +41,14 @@ type podmanNetwork struct {
 }
 
 // configDump builds config.dump for the container.
-func configDump(c *container, s *specs.Spec, id, name, image, imageID string, created time.Time) ([]byte, error) {
+func configDump(c *container, s *specs.Spec, id, name string, image imageRef, created time.Time) ([]byte, error) {
 	cfg := containerConfig{
 		Spec:            s,
 		ID:              id,
 		Name:            name,
-		RawImageName:    image,
-		RootfsImageName: image,
-		RootfsImageID:   imageID,
+		RawImageName:    image.Name,
+		RootfsImageName: image.Name,
+		RootfsImageID:   image.ID,
 		CreateNetNS:     !c.namespaces["net"].Shared,
 		StopSignal:      15,
 		StopTimeout:     10,
@@ -67,11 +70,34 @@ func configDump(c *container, s *specs.Spec, id, name, image, imageID string, cr
 		cfg.CgroupParent = path.Dir(s.Linux.CgroupsPath)
 	}
 	if cfg.CreateNetNS {
+		// Podman attaches an imported container to these networks; without
+		// them it restores it into a namespace with no interface at all.
 		cfg.NetworkMode = "bridge"
+		cfg.Networks = map[string]podmanNetwork{PodmanNetwork: {InterfaceName: "eth0"}}
 	}
 	b, err := json.MarshalIndent(cfg, "", "  ")
 	if err != nil {
 		return nil, fmt.Errorf("encode config.dump: %w", err)
 	}
 	return b, nil
+}
+
+// writeDescriptors writes descriptors.json, which runc (and so Podman)
+// reads on restore to reconnect the init's stdio: what fds 0, 1 and 2
+// pointed to, as /proc shows it ("pipe:[123]", "/dev/null").
+func writeDescriptors(imgDir string, pid int, fds []fdInfo) error {
+	desc := make([]string, 3)
+	for _, f := range fds {
+		if f.pid == pid && f.fd < 3 {
+			desc[f.fd] = f.target
+		}
+	}
+	b, err := json.Marshal(desc)
+	if err != nil {
+		return fmt.Errorf("encode %s: %w", images.DescriptorsFile, err)
+	}
+	if err := os.WriteFile(filepath.Join(imgDir, images.DescriptorsFile), b, 0o600); err != nil {
+		return fmt.Errorf("write %s: %w", images.DescriptorsFile, err)
+	}
+	return nil
 }

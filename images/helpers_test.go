@@ -19,7 +19,8 @@ import (
 	"time"
 )
 
-const referenceDir = "/work/shared/reference/podman"
+// referenceDir holds the real Podman archives the tests read.
+var referenceDir = testutil.ReferenceDir()
 
 // podmanArchives are the real checkpoint archives of FORMAT.md section 0.
 var podmanArchives = []string{

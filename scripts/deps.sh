@@ -114,13 +114,13 @@ install_criu() {
 }
 
 install_checkpointctl() {
-	if "$PREFIX/checkpointctl/bin/checkpointctl" version >/dev/null 2>&1; then
+	if "$PREFIX/checkpointctl/bin/checkpointctl" help >/dev/null 2>&1; then
 		return
 	fi
 	say "installing checkpointctl from Debian $SUITE into $PREFIX/checkpointctl"
 	private_apt_update
 	unpack_private checkpointctl checkpointctl usr/bin/checkpointctl
-	"$PREFIX/checkpointctl/bin/checkpointctl" version >/dev/null ||
+	"$PREFIX/checkpointctl/bin/checkpointctl" help >/dev/null ||
 		die "$PREFIX/checkpointctl/bin/checkpointctl does not run"
 }
 

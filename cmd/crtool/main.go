@@ -83,6 +83,7 @@ prerequisite is missing (root, CRIU 4.2 or newer).`,
 			checkCommand(),
 			dumpCommand(),
 			restoreCommand(),
+			inspectCommand(),
 		},
 		Action: func(c *cli.Context) error {
 			if c.NArg() > 0 {

@@ -4,6 +4,7 @@ import (
 	"os"
 	"testing"
 
+	"github.com/crtool/crtool/internal/testutil"
 	"github.com/rogpeppe/go-internal/testscript"
 )
 
@@ -17,5 +18,12 @@ func TestMain(m *testing.M) {
 }
 
 func TestScripts(t *testing.T) {
-	testscript.Run(t, testscript.Params{Dir: "testdata"})
+	ref := testutil.RequireReference(t)
+	testscript.Run(t, testscript.Params{
+		Dir: "testdata",
+		Setup: func(env *testscript.Env) error {
+			env.Setenv("REFERENCE", ref)
+			return nil
+		},
+	})
 }

@@ -3,6 +3,7 @@ package testutil
 
 import (
 	"os"
+	"path/filepath"
 	"testing"
 )
 
@@ -30,4 +31,52 @@ func Require(t testing.TB, ok bool, why string) {
 func RequireRoot(t testing.TB) {
 	t.Helper()
 	Require(t, os.Geteuid() == 0, "test needs root")
+}
+
+// ReferenceDir is the directory of real Podman checkpoint archives the tests
+// read (never write): $CRTOOL_REFERENCE, else ../shared/reference/podman next
+// to the checkout, else /work/shared/reference/podman. It returns "" when
+// none exists.
+func ReferenceDir() string {
+	candidates := []string{os.Getenv("CRTOOL_REFERENCE")}
+	if top, err := repoRoot(); err == nil {
+		candidates = append(candidates, filepath.Join(top, "..", "shared", "reference", "podman"))
+	}
+	candidates = append(candidates, "/work/shared/reference/podman")
+	for _, c := range candidates {
+		if c == "" {
+			continue
+		}
+		if st, err := os.Stat(filepath.Join(c, "archives")); err == nil && st.IsDir() {
+			return filepath.Clean(c)
+		}
+	}
+	return ""
+}
+
+// RequireReference returns ReferenceDir, failing (in CI) or skipping the
+// test when the reference archives are missing.
+func RequireReference(t testing.TB) string {
+	t.Helper()
+	dir := ReferenceDir()
+	Require(t, dir != "", "the reference Podman archives (../shared/reference/podman) are missing; set CRTOOL_REFERENCE")
+	return dir
+}
+
+// repoRoot finds the directory holding go.mod above the working directory.
+func repoRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", os.ErrNotExist
+		}
+		dir = parent
+	}
 }
