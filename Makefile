@@ -37,7 +37,7 @@ integration: build
 
 # test runs everything CI runs: lint, unit tests, a short fuzzing round,
 # integration tests.
-test: deps lint build
+test: deps deps-podman lint build
 	$(GO) test $(TESTFLAGS) $$($(GO) list ./... | grep -v /test$$)
 	$(MAKE) fuzz FUZZTIME=10s
 	CRTOOL_BIN=$(CURDIR)/$(BIN) $(GO) test $(TESTFLAGS) -v ./test/...

@@ -50,12 +50,12 @@ func FuzzDecodeImage(f *testing.F) {
 			msgs, err := decodeImage("checkpoint/fuzz.img", data, kind)
 			if err != nil {
 				if !errors.Is(err, ErrCorruptImage) || !strings.HasPrefix(err.Error(), "checkpoint/fuzz.img: ") {
-					t.Fatalf("%s: error %q does not name the member", kind.magic, err)
+					t.Fatalf("%s: error %q does not name the member", kind.Magic, err)
 				}
 				continue
 			}
 			if len(msgs) > len(data)/4 {
-				t.Fatalf("%s: %d entries from %d bytes", kind.magic, len(msgs), len(data))
+				t.Fatalf("%s: %d entries from %d bytes", kind.Magic, len(msgs), len(data))
 			}
 		}
 	})

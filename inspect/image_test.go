@@ -8,8 +8,11 @@ import (
 
 	"github.com/checkpoint-restore/go-criu/v7/crit/images/pstree"
 	tcp_stream "github.com/checkpoint-restore/go-criu/v7/crit/images/tcp-stream"
+	"github.com/checkpoint-restore/go-criu/v7/magic"
 	"google.golang.org/protobuf/proto"
 )
+
+var magics = magic.LoadMagic()
 
 // image builds a CRIU image: the common magic, the kind's magic, then each
 // entry with its size.
@@ -98,7 +101,7 @@ func TestDecodeImage(t *testing.T) {
 // GetDumpStats indexes an empty stats image, ExplorePs dereferences a
 // missing parent; inspect uses neither, and guards Decode all the same.
 func TestDecodeImageRecovers(t *testing.T) {
-	kind := imageKind{magic: "PSTREE", entry: func() proto.Message { panic("boom") }}
+	kind := imageKind{Magic: "PSTREE", Entry: func() proto.Message { panic("boom") }}
 	_, err := decodeImage("checkpoint/pstree.img", image(t, "PSTREE"), kind)
 	if !errors.Is(err, ErrCorruptImage) || !strings.Contains(err.Error(), "checkpoint/pstree.img: corrupt CRIU image: decoder failed: boom") {
 		t.Fatalf("error %v", err)
