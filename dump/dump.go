@@ -43,8 +43,14 @@ type Options struct {
 	Name           string // container name recorded in the archive
 	Image          string // image the root filesystem comes from
 	ImageID        string // its ID; default: looked up in Podman's store
-	RuntimeRoots   []string
-	FreezeTimeout  time.Duration
+	// RootfsBase is the image's unmodified root filesystem, to record the
+	// container's changes to it (rootfs-diff.tar, deleted.files).
+	RootfsBase string
+	// PodmanNetwork is the Podman network an import attaches the
+	// container to (config.dump's newNetworks, network.status's key).
+	PodmanNetwork string
+	RuntimeRoots  []string
+	FreezeTimeout time.Duration
 	// Logf reports progress; nil discards it.
 	Logf func(format string, args ...any)
 }
@@ -83,6 +89,14 @@ func (o *Options) Validate() error {
 		if entries, err := os.ReadDir(o.KeepImages); err == nil && len(entries) > 0 {
 			return fmt.Errorf("--keep-images %s is not empty: name a new or empty directory", o.KeepImages)
 		}
+	}
+	if o.RootfsBase != "" {
+		if st, err := os.Stat(o.RootfsBase); err != nil || !st.IsDir() {
+			return fmt.Errorf("--rootfs-base %s is not a directory: give the image's unmodified root filesystem", o.RootfsBase)
+		}
+	}
+	if o.PodmanNetwork == "" {
+		o.PodmanNetwork = DefaultPodmanNetwork
 	}
 	if o.FreezeTimeout <= 0 {
 		o.FreezeTimeout = 10 * time.Second
@@ -325,7 +339,10 @@ func (d *dumper) pack(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := stageMetadata(d.wd.Path, d.wd.Images, d.spec, cfgJSON, d.network, md.Container.Name); err != nil {
+	if err := stageMetadata(d.wd.Path, d.wd.Images, d.spec, cfgJSON, d.network, d.opts.PodmanNetwork); err != nil {
+		return err
+	}
+	if err := d.rootfsChanges(ctx); err != nil {
 		return err
 	}
 	if err := images.WriteMetadata(d.wd.Path, md); err != nil {
@@ -448,7 +465,7 @@ func (d *dumper) metadata() (*images.Metadata, []byte, error) {
 	if spec.Process != nil {
 		md.Container.Command = spec.Process.Args
 	}
-	cfg, err := configDump(c, &spec, id, name, d.image, processStart(c.pid))
+	cfg, err := configDump(c, &spec, id, name, d.image, opts.PodmanNetwork, processStart(c.pid))
 	if err != nil {
 		return nil, nil, err
 	}
@@ -498,16 +515,17 @@ func criuDumpOptions(c *container, imgFd int32, mounts []images.ExternalMount, f
 	return opts
 }
 
-// PodmanNetwork is the network name under which network.status lists the
-// container's interfaces: Podman's default network.
-const PodmanNetwork = "podman"
+// DefaultPodmanNetwork is the network under which network.status lists the
+// container's interfaces, and that Podman's import attaches it to: Podman's
+// default network.
+const DefaultPodmanNetwork = "podman"
 
 // NetnsKey is the name under which the container's network namespace is
 // external to CRIU; restore passes the namespace under the same key.
 const NetnsKey = "extRootNetNS"
 
 // stageMetadata writes the Podman-layout members next to the images.
-func stageMetadata(stage, imgDir string, specJSON, cfgJSON []byte, network *netns.Config, name string) error {
+func stageMetadata(stage, imgDir string, specJSON, cfgJSON []byte, network *netns.Config, podmanNetwork string) error {
 	if err := os.WriteFile(filepath.Join(stage, images.SpecDumpFile), specJSON, 0o600); err != nil {
 		return fmt.Errorf("write %s: %w", images.SpecDumpFile, err)
 	}
@@ -516,7 +534,7 @@ func stageMetadata(stage, imgDir string, specJSON, cfgJSON []byte, network *netn
 	}
 	status := []byte("{}")
 	if network != nil {
-		b, err := json.MarshalIndent(netns.ToPodmanStatus(network, PodmanNetwork), "", "  ")
+		b, err := json.MarshalIndent(netns.ToPodmanStatus(network, podmanNetwork), "", "  ")
 		if err != nil {
 			return fmt.Errorf("encode %s: %w", images.NetworkStatusFile, err)
 		}

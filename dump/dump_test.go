@@ -133,3 +133,12 @@ func TestCapNamesAndLimits(t *testing.T) {
 		t.Fatal("limitValue")
 	}
 }
+
+func TestOverlayLowers(t *testing.T) {
+	opts := "rw,lowerdir=l/AAA:l/BBB:/abs/CCC,upperdir=/var/lib/containers/storage/overlay/xyz/diff,workdir=/var/lib/containers/storage/overlay/xyz/work"
+	got := overlayLowers(opts, overlayOpt(opts, "upperdir"))
+	want := []string{"/var/lib/containers/storage/overlay/l/AAA", "/var/lib/containers/storage/overlay/l/BBB", "/abs/CCC"}
+	if strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Fatalf("overlayLowers = %v, want %v", got, want)
+	}
+}

@@ -13,8 +13,9 @@ import (
 // names it in config.dump (rootfsImageName and rootfsImageID must both be
 // set, and name an image in the store of the Podman that imports).
 type imageRef struct {
-	Name string // "localhost/crtest-busybox:latest"
-	ID   string // 64 hex digits
+	Name   string // "localhost/crtest-busybox:latest"
+	ID     string // 64 hex digits
+	podman bool   // found in the local Podman store
 }
 
 // resolveImage completes the image reference: an ID given with --image-id is
@@ -50,7 +51,7 @@ func resolveImage(ctx context.Context, name, id string) (imageRef, error) {
 	if len(f) == 0 {
 		return imageRef{}, fmt.Errorf("--image %s: podman image inspect printed nothing", name)
 	}
-	ref := imageRef{Name: name, ID: f[0]}
+	ref := imageRef{Name: name, ID: f[0], podman: true}
 	// Podman's own archives carry the full tagged name.
 	for _, tag := range f[1:] {
 		if tag == name || strings.HasSuffix(tag, "/"+name) || strings.TrimSuffix(tag, ":latest") == name {

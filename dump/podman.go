@@ -41,7 +41,7 @@ type podmanNetwork struct {
 }
 
 // configDump builds config.dump for the container.
-func configDump(c *container, s *specs.Spec, id, name string, image imageRef, created time.Time) ([]byte, error) {
+func configDump(c *container, s *specs.Spec, id, name string, image imageRef, network string, created time.Time) ([]byte, error) {
 	cfg := containerConfig{
 		Spec:            s,
 		ID:              id,
@@ -73,7 +73,7 @@ func configDump(c *container, s *specs.Spec, id, name string, image imageRef, cr
 		// Podman attaches an imported container to these networks; without
 		// them it restores it into a namespace with no interface at all.
 		cfg.NetworkMode = "bridge"
-		cfg.Networks = map[string]podmanNetwork{PodmanNetwork: {InterfaceName: "eth0"}}
+		cfg.Networks = map[string]podmanNetwork{network: {InterfaceName: "eth0"}}
 	}
 	b, err := json.MarshalIndent(cfg, "", "  ")
 	if err != nil {

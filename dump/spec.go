@@ -29,6 +29,9 @@ func specFor(c *container, t *mountTable, ext []images.ExternalMount) (*specs.Sp
 			if err := json.Unmarshal(b, &s); err != nil {
 				return nil, nil, fmt.Errorf("parse %s/config.json: %w", c.runtime.Bundle, err)
 			}
+			if b, err = annotate(b); err != nil {
+				return nil, nil, fmt.Errorf("%s/config.json: %w", c.runtime.Bundle, err)
+			}
 			return &s, b, nil
 		}
 	}
@@ -64,7 +67,7 @@ func synthesizeSpec(c *container, t *mountTable, ext []images.ExternalMount) (*s
 			Cwd:  "/",
 		},
 		Root:        &specs.Root{Path: c.root},
-		Annotations: map[string]string{"io.crtool.synthesized": "true"},
+		Annotations: map[string]string{"io.crtool.synthesized": "true", managerAnnotation: "libpod"},
 		Linux:       &specs.Linux{},
 	}
 	if cwd, err := os.Readlink(fmt.Sprintf("/proc/%d/cwd", pid)); err == nil {
@@ -248,4 +251,28 @@ func hostnameOf(pid int) (string, error) {
 	}()
 	r := <-ch
 	return r.name, r.err
+}
+
+// managerAnnotation tells readers of the archive which engine's format it
+// follows: checkpointctl takes config.dump's name and creation time only
+// for "libpod", whose layout crtool writes.
+const managerAnnotation = "io.container.manager"
+
+// annotate adds managerAnnotation to a runtime's config.json unless the
+// runtime set one, keeping every other field as the runtime wrote it.
+func annotate(config []byte) ([]byte, error) {
+	var m map[string]any
+	if err := json.Unmarshal(config, &m); err != nil {
+		return nil, err
+	}
+	ann, _ := m["annotations"].(map[string]any)
+	if ann == nil {
+		ann = map[string]any{}
+	}
+	if _, ok := ann[managerAnnotation]; ok {
+		return config, nil
+	}
+	ann[managerAnnotation] = "libpod"
+	m["annotations"] = ann
+	return json.MarshalIndent(m, "", "  ")
 }

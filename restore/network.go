@@ -85,7 +85,20 @@ func (p *netPlan) rebuild(md *images.Metadata, opts Options) error {
 	ropts := netns.ReplayOptions{
 		Bridge:       opts.Bridge,
 		CreateBridge: opts.CreateBridge,
+		PeerNetns:    opts.PeerNetns,
 		LinksDown:    opts.TCPEstablished,
+	}
+	for _, l := range md.Network.Links {
+		if l.Peer == nil || l.Kind != netns.KindVeth {
+			continue
+		}
+		if l.Peer.Netns == "" && ropts.PeerNetns == "" {
+			// Archives from Podman say nothing of the host side.
+			ropts.PeerNetns = netns.HostNetns
+		}
+		if l.Peer.Master == "" && ropts.Bridge == "" {
+			return fmt.Errorf("%w: the archive does not name the bridge for the container's %s: pass --bridge NAME (with --create-bridge to create it)", ErrConflict, l.Name)
+		}
 	}
 	// Conflicts (the address in use elsewhere, the bridge missing) are
 	// found before anything is created.

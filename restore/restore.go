@@ -41,9 +41,12 @@ type Options struct {
 	WorkDir        string // parent of the temporary unpack directory
 	CRIUPath       string
 	// Bridge attaches a rebuilt namespace's veth to this bridge instead of
-	// the recorded one; CreateBridge creates it when missing.
+	// the recorded one; CreateBridge creates it when missing. PeerNetns is
+	// where the host end of that veth goes (default: the recorded
+	// namespace, or for archives crtool did not write, this host's).
 	Bridge       string
 	CreateBridge bool
+	PeerNetns    string
 	// Log receives what the container wrote to pipes that led outside it
 	// (its stdout and stderr under a supervisor); default /dev/null.
 	Log  string
@@ -127,15 +130,22 @@ func Run(ctx context.Context, opts Options) (res *Result, err error) {
 	if err := unpack(ctx, opts.Input, stage); err != nil {
 		return nil, err
 	}
-	md, err := images.ReadMetadata(stage)
-	if err != nil {
-		if errors.Is(err, os.ErrNotExist) {
-			return nil, fmt.Errorf("%s: %w: it has no %s (archives from Podman need their network and root rebuilt, which this crtool cannot do yet)", opts.Input, ErrBadArchive, images.MetadataFile)
-		}
-		return nil, fmt.Errorf("%s: %w: %v", opts.Input, ErrBadArchive, err)
-	}
 	if _, err := os.Stat(filepath.Join(imgDir, "inventory.img")); err != nil {
 		return nil, fmt.Errorf("%s: %w: checkpoint/inventory.img is missing", opts.Input, ErrBadArchive)
+	}
+	md, err := images.ReadMetadata(stage)
+	var fg *foreign
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		// Written by Podman, CRI-O or the kubelet.
+		if md, fg, err = foreignMetadata(stage, opts); err != nil {
+			return nil, fmt.Errorf("%s: %w", opts.Input, err)
+		}
+		if opts.Root == "" {
+			return nil, fmt.Errorf("%s was not written by crtool: pass --root DIR, the root filesystem of its image (it stays unmodified: the container runs on an overlay of it)", opts.Input)
+		}
+	case err != nil:
+		return nil, fmt.Errorf("%s: %w: %v", opts.Input, ErrBadArchive, err)
 	}
 	if md.Options.TCPEstablished && !opts.TCPEstablished {
 		return nil, fmt.Errorf("%s was dumped with --tcp-established: restore it with --tcp-established", opts.Input)
@@ -150,6 +160,12 @@ func Run(ctx context.Context, opts Options) (res *Result, err error) {
 	}
 	if st, err := os.Stat(root); err != nil || !st.IsDir() {
 		return nil, fmt.Errorf("root filesystem %s recorded in the archive is not there: pass --root DIR", root)
+	}
+	if fg != nil {
+		rollback.Push(fg.remove)
+		if root, err = fg.prepare(ctx, stage, root, md); err != nil {
+			return nil, err
+		}
 	}
 
 	cg := cgroups.Set(md.Cgroups.Paths)

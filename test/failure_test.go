@@ -299,8 +299,11 @@ func TestRestoreBadArchives(t *testing.T) {
 			t.Fatal("a hostile member escaped the work directory")
 		}
 	})
+	t.Run("no images", func(t *testing.T) {
+		restoreFails(t, c, variant("empty.tar.gz", gzipTar(t, map[string]string{"config.dump": "{}"})), "inventory.img is missing")
+	})
 	t.Run("no metadata", func(t *testing.T) {
-		restoreFails(t, c, variant("empty.tar.gz", gzipTar(t, map[string]string{"config.dump": "{}"})), "crtool.json")
+		restoreFails(t, c, variant("bare.tar.gz", gzipTar(t, map[string]string{"checkpoint/inventory.img": "x"})), "neither crtool.json nor spec.dump")
 	})
 	t.Run("wrong root", func(t *testing.T) {
 		// CRIU itself fails: the root has no busybox to map the process to.

@@ -33,6 +33,9 @@ type containerSpec struct {
 	files map[string]string // files to create in the rootfs
 	// netnsPath joins an existing namespace instead of creating one.
 	netnsPath string
+	// rootfsFrom copies this root filesystem (an image's) instead of
+	// building the busybox one.
+	rootfsFrom string
 }
 
 // container is a runc container started by a test. Everything it creates
@@ -72,7 +75,14 @@ func startContainer(t *testing.T, spec containerSpec) *container {
 	c.log = filepath.Join(c.dir, "container.log")
 	t.Cleanup(c.cleanup)
 
-	buildRootfs(t, c.rootfs, spec.files)
+	if spec.rootfsFrom != "" {
+		if err := os.MkdirAll(c.bundle, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		mustRun(t, "cp", "-a", spec.rootfsFrom, c.rootfs)
+	} else {
+		buildRootfs(t, c.rootfs, spec.files)
+	}
 	if spec.netnsPath != "" {
 		c.netnsPath = spec.netnsPath
 	} else {

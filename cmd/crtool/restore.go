@@ -27,6 +27,14 @@ the recorded bridge or --bridge), addresses, routes, rules, neighbours and
 sysctls. With --tcp-established a drop-all lock keeps the namespace silent
 until CRIU has restored the connections, so peers see no reset.
 
+Archives written by Podman, CRI-O or the kubelet restore too, with --root
+naming the root filesystem of their image: it is never modified; the
+container runs on an overlay of it (under /var/lib/crtool/containers/NAME)
+that carries the archive's rootfs-diff.tar and deleted.files, with
+/etc/hosts, /etc/resolv.conf, /etc/hostname and /dev/shm of its own, and its
+network rebuilt from network.status (pass --bridge, and --peer-netns unless
+the host end belongs in this host's namespace).
+
 Descriptors that led to a pipe outside the container (a supervisor's) are
 reconnected to --log for writing ends, /dev/null otherwise; files are
 reopened at their recorded path.
@@ -40,6 +48,7 @@ Example:
 			&cli.StringFlag{Name: "netns", Usage: "join this existing network namespace (a /run/netns/NAME or /proc/PID/ns/net path)"},
 			&cli.StringFlag{Name: "bridge", Usage: "attach a rebuilt network namespace's veth to this bridge instead of the recorded one"},
 			&cli.BoolFlag{Name: "create-bridge", Usage: "create the bridge (up, without addresses) if it is missing"},
+			&cli.StringFlag{Name: "peer-netns", Usage: "namespace for the host end of a rebuilt veth (default: the recorded one; this host's for archives crtool did not write)"},
 			&cli.StringFlag{Name: "pid-file", Usage: "write the restored init's PID to this file"},
 			&cli.BoolFlag{Name: "tcp-established", Usage: "restore established TCP connections (needed when the dump had them)"},
 			&cli.StringFlag{Name: "log", Usage: "file that receives what the container writes to its former supervisor's pipes (default: /dev/null)"},
@@ -65,6 +74,7 @@ Example:
 				Log:            c.String("log"),
 				Bridge:         c.String("bridge"),
 				CreateBridge:   c.Bool("create-bridge"),
+				PeerNetns:      c.String("peer-netns"),
 				Logf:           logger(c),
 			}
 			if err := opts.Validate(); err != nil {
