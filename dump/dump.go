@@ -14,11 +14,13 @@ import (
 	"strings"
 	"time"
 
+	"github.com/checkpoint-restore/go-criu/v7/crit/images/stats"
 	"github.com/checkpoint-restore/go-criu/v7/rpc"
 	"github.com/crtool/crtool/cgroups"
 	"github.com/crtool/crtool/criu"
 	"github.com/crtool/crtool/freezer"
 	"github.com/crtool/crtool/images"
+	"github.com/crtool/crtool/internal/progress"
 	"github.com/crtool/crtool/internal/undo"
 	"github.com/crtool/crtool/internal/workdir"
 	"github.com/crtool/crtool/netns"
@@ -53,6 +55,8 @@ type Options struct {
 	FreezeTimeout time.Duration
 	// Logf reports progress; nil discards it.
 	Logf func(format string, args ...any)
+	// Progress, a terminal, shows a bar while a large archive is written.
+	Progress *os.File
 }
 
 // Result describes a finished dump.
@@ -60,6 +64,8 @@ type Result struct {
 	Path     string
 	Size     int64
 	Metadata *images.Metadata
+	// CRIU is CRIU's own statistics of the dump (its stats-dump).
+	CRIU *stats.DumpStatsEntry
 }
 
 func (o *Options) logf(format string, args ...any) {
@@ -334,7 +340,7 @@ func (d *dumper) checkpoint(ctx context.Context) error {
 }
 
 // pack writes the metadata and the archive.
-func (d *dumper) pack(ctx context.Context) error {
+func (d *dumper) pack(ctx context.Context) (err error) {
 	md, cfgJSON, err := d.metadata()
 	if err != nil {
 		return err
@@ -349,7 +355,10 @@ func (d *dumper) pack(ctx context.Context) error {
 		return err
 	}
 	writeStart := time.Now()
-	if _, err := images.WriteFile(ctx, d.opts.Output, d.wd.Path, d.opts.Compression); err != nil {
+	bar := progress.New(d.opts.Progress, "writing "+filepath.Base(d.opts.Output))
+	_, err = images.WriteFileWith(ctx, d.opts.Output, d.wd.Path, images.WriteOptions{Compression: d.opts.Compression, Progress: bar.Update})
+	bar.Done()
+	if err != nil {
 		return fmt.Errorf("write %s: %w", d.opts.Output, err)
 	}
 	if d.opts.Output != "-" {
@@ -382,7 +391,7 @@ func (d *dumper) finish() (*Result, error) {
 	md.Stats.FrozenTime = d.frozenFor.Microseconds()
 	md.Stats.WriteTime = d.writeTook.Microseconds()
 	md.Stats.TotalTime = time.Since(d.start).Microseconds()
-	res := &Result{Path: d.opts.Output, Metadata: md}
+	res := &Result{Path: d.opts.Output, Metadata: md, CRIU: d.criuStats()}
 	if st, err := os.Stat(d.opts.Output); err == nil && d.opts.Output != "-" {
 		res.Size = st.Size()
 	}
@@ -470,6 +479,15 @@ func (d *dumper) metadata() (*images.Metadata, []byte, error) {
 		return nil, nil, err
 	}
 	return md, cfg, nil
+}
+
+// criuStats reads CRIU's statistics of the dump from the staging directory.
+func (d *dumper) criuStats() *stats.DumpStatsEntry {
+	msgs, err := images.DecodeImageFile(filepath.Join(d.wd.Path, images.StatsDumpFile), images.StatsImage)
+	if err != nil || len(msgs) == 0 {
+		return nil
+	}
+	return msgs[0].(*stats.StatsEntry).GetDump()
 }
 
 // frozenSoFar is how long the container has been frozen: without

@@ -43,15 +43,24 @@ type member struct {
 // archive that never ends in a valid compressed stream or tar end marker, so
 // no reader mistakes it for a complete archive. w is not buffered here.
 func Write(ctx context.Context, w io.Writer, srcDir string, c Compression) (WriteStats, error) {
-	st, err := write(ctx, w, srcDir, c)
+	st, err := write(ctx, w, srcDir, WriteOptions{Compression: c})
 	if err != nil {
 		return st, fmt.Errorf("write archive: %w", err)
 	}
 	return st, nil
 }
 
-func write(ctx context.Context, w io.Writer, srcDir string, c Compression) (WriteStats, error) {
+// WriteOptions configure WriteFileWith.
+type WriteOptions struct {
+	Compression Compression
+	// Progress, when set, is called as file content is archived with the
+	// bytes done and the total, at most every copy chunk (1 MiB).
+	Progress func(done, total int64)
+}
+
+func write(ctx context.Context, w io.Writer, srcDir string, o WriteOptions) (WriteStats, error) {
 	var st WriteStats
+	c := o.Compression
 	members, err := plan(srcDir)
 	if err != nil {
 		return st, err
@@ -62,7 +71,7 @@ func write(ctx context.Context, w io.Writer, srcDir string, c Compression) (Writ
 		return st, err
 	}
 	tw := tar.NewWriter(comp)
-	err = writeMembers(ctx, tw, srcDir, members, &st)
+	err = writeMembers(ctx, tw, srcDir, members, &st, progressOf(srcDir, members, o.Progress))
 	if err == nil {
 		err = tw.Close()
 	}
@@ -91,9 +100,14 @@ func write(ctx context.Context, w io.Writer, srcDir string, c Compression) (Writ
 // file has mode 0600: a checkpoint holds the process's memory.
 // A path of "-" writes to standard output instead.
 func WriteFile(ctx context.Context, path, srcDir string, c Compression) (WriteStats, error) {
+	return WriteFileWith(ctx, path, srcDir, WriteOptions{Compression: c})
+}
+
+// WriteFileWith is WriteFile with options.
+func WriteFileWith(ctx context.Context, path, srcDir string, o WriteOptions) (WriteStats, error) {
 	if path == "-" {
 		bw := bufio.NewWriterSize(os.Stdout, copyChunk)
-		st, err := write(ctx, bw, srcDir, c)
+		st, err := write(ctx, bw, srcDir, o)
 		if err != nil {
 			return st, fmt.Errorf("write archive to stdout: %w", err)
 		}
@@ -121,7 +135,7 @@ func WriteFile(ctx context.Context, path, srcDir string, c Compression) (WriteSt
 	}()
 
 	bw := bufio.NewWriterSize(f, copyChunk)
-	st, err := write(ctx, bw, srcDir, c)
+	st, err := write(ctx, bw, srcDir, o)
 	if err != nil {
 		return st, fmt.Errorf("write archive %s: %w", path, err)
 	}
@@ -264,7 +278,34 @@ func planDir(out []member, srcDir, rel string) ([]member, error) {
 	return out, nil
 }
 
-func writeMembers(ctx context.Context, tw *tar.Writer, srcDir string, members []member, st *WriteStats) error {
+// progress reports archived bytes against the total of the plan.
+type progress struct {
+	fn          func(done, total int64)
+	done, total int64
+}
+
+func (p *progress) add(n int64) {
+	if p == nil {
+		return
+	}
+	p.done += n
+	p.fn(p.done, p.total)
+}
+
+func progressOf(srcDir string, members []member, fn func(done, total int64)) *progress {
+	if fn == nil {
+		return nil
+	}
+	p := &progress{fn: fn}
+	for _, m := range members {
+		if fi, err := os.Lstat(filepath.Join(srcDir, filepath.FromSlash(m.rel))); err == nil && !m.dir {
+			p.total += fi.Size()
+		}
+	}
+	return p
+}
+
+func writeMembers(ctx context.Context, tw *tar.Writer, srcDir string, members []member, st *WriteStats, pr *progress) error {
 	buf := make([]byte, 256<<10)
 	for _, m := range members {
 		if err := ctx.Err(); err != nil {
@@ -276,7 +317,7 @@ func writeMembers(ctx context.Context, tw *tar.Writer, srcDir string, members []
 			err = writeDir(tw, p, m.rel)
 		} else {
 			var n int64
-			n, err = writeFile(ctx, tw, p, m.rel, buf)
+			n, err = writeFile(ctx, tw, p, m.rel, buf, pr)
 			st.InputBytes += n
 		}
 		if err != nil {
@@ -302,7 +343,7 @@ func writeDir(tw *tar.Writer, p, rel string) error {
 }
 
 // writeFile archives one regular file and returns how many bytes it copied.
-func writeFile(ctx context.Context, tw *tar.Writer, p, rel string, buf []byte) (int64, error) {
+func writeFile(ctx context.Context, tw *tar.Writer, p, rel string, buf []byte, pr *progress) (int64, error) {
 	// O_NOFOLLOW and O_NONBLOCK: a file swapped for a symlink or a fifo
 	// since plan must fail here rather than be followed or block.
 	f, err := os.OpenFile(p, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
@@ -320,7 +361,7 @@ func writeFile(ctx context.Context, tw *tar.Writer, p, rel string, buf []byte) (
 	if err := tw.WriteHeader(header(rel, fi)); err != nil {
 		return 0, fmt.Errorf("%s: %w", rel, err)
 	}
-	n, err := copyCtx(ctx, tw, f, fi.Size(), buf)
+	n, err := copyCtx(ctx, tw, f, fi.Size(), buf, pr)
 	if err != nil {
 		if errors.Is(err, io.ErrUnexpectedEOF) {
 			return n, fmt.Errorf("%s: file shrank while being archived", p)
@@ -336,7 +377,7 @@ func writeFile(ctx context.Context, tw *tar.Writer, p, rel string, buf []byte) (
 
 // copyCtx copies exactly size bytes from src to dst, checking ctx between
 // chunks. A src shorter than size gives io.ErrUnexpectedEOF.
-func copyCtx(ctx context.Context, dst io.Writer, src io.Reader, size int64, buf []byte) (int64, error) {
+func copyCtx(ctx context.Context, dst io.Writer, src io.Reader, size int64, buf []byte, pr *progress) (int64, error) {
 	var done int64
 	for done < size {
 		if err := ctx.Err(); err != nil {
@@ -345,6 +386,7 @@ func copyCtx(ctx context.Context, dst io.Writer, src io.Reader, size int64, buf 
 		chunk := min(size-done, copyChunk)
 		n, err := io.CopyBuffer(dst, io.LimitReader(src, chunk), buf)
 		done += n
+		pr.add(n)
 		if err != nil {
 			return done, err
 		}

@@ -10,12 +10,14 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/checkpoint-restore/go-criu/v7/crit/images/stats"
 	"github.com/checkpoint-restore/go-criu/v7/rpc"
 	"github.com/crtool/crtool/cgroups"
 	"github.com/crtool/crtool/criu"
 	"github.com/crtool/crtool/dump"
 	"github.com/crtool/crtool/freezer"
 	"github.com/crtool/crtool/images"
+	"github.com/crtool/crtool/internal/progress"
 	"github.com/crtool/crtool/internal/undo"
 	"github.com/crtool/crtool/internal/workdir"
 	"golang.org/x/sys/unix"
@@ -47,6 +49,8 @@ type Options struct {
 	Bridge       string
 	CreateBridge bool
 	PeerNetns    string
+	// Progress, a terminal, shows a bar while a large archive is read.
+	Progress *os.File
 	// Log receives what the container wrote to pipes that led outside it
 	// (its stdout and stderr under a supervisor); default /dev/null.
 	Log  string
@@ -59,6 +63,10 @@ type Result struct {
 	Name     string
 	Metadata *images.Metadata
 	Duration time.Duration
+	// CRIU is CRIU's own statistics of the restore (its stats-restore).
+	CRIU *stats.RestoreStatsEntry
+	// CRIUTime is how long CRIU's restore took.
+	CRIUTime time.Duration
 }
 
 func (o *Options) logf(format string, args ...any) {
@@ -127,7 +135,7 @@ func Run(ctx context.Context, opts Options) (res *Result, err error) {
 	}
 	stage, imgDir, logPath := wd.Path, wd.Images, wd.Log("restore.log")
 	rollback.Push(func() { wd.KeepOnly(logPath) })
-	if err := unpack(ctx, opts.Input, stage); err != nil {
+	if err := unpack(ctx, opts.Input, stage, opts.Progress); err != nil {
 		return nil, err
 	}
 	if _, err := os.Stat(filepath.Join(imgDir, "inventory.img")); err != nil {
@@ -232,10 +240,12 @@ func Run(ctx context.Context, opts Options) (res *Result, err error) {
 		LogPath: logPath,
 	}
 	opts.logf("restoring %s (root %s)", name, root)
+	criuStart := time.Now()
 	resp, err := bin.Run(ctx, req)
 	if err != nil {
 		return nil, fmt.Errorf("restore %s: %w", name, err)
 	}
+	criuTook := time.Since(criuStart)
 	restoredPID = int(resp.GetRestore().GetPid())
 	if err := net.afterRestore(); err != nil {
 		return nil, err
@@ -261,26 +271,38 @@ func Run(ctx context.Context, opts Options) (res *Result, err error) {
 		}
 	}
 	rollback.Release()
+	res = &Result{PID: restoredPID, Name: name, Metadata: md, CRIUTime: criuTook}
+	if msgs, err := images.DecodeImageFile(filepath.Join(imgDir, "stats-restore"), images.StatsImage); err == nil && len(msgs) > 0 {
+		res.CRIU = msgs[0].(*stats.StatsEntry).GetRestore()
+	}
 	if opts.KeepImages != "" {
 		if err := wd.MoveImages(opts.KeepImages); err != nil {
 			opts.logf("%v", err)
 		}
 	}
 	wd.Remove()
-	return &Result{PID: restoredPID, Name: name, Metadata: md, Duration: time.Since(start)}, nil
+	res.Duration = time.Since(start)
+	return res, nil
 }
 
 // unpack extracts the archive into dir.
-func unpack(ctx context.Context, input, dir string) error {
+func unpack(ctx context.Context, input, dir string, term *os.File) error {
 	var r io.Reader = os.Stdin
+	total := int64(-1)
 	if input != "-" {
 		f, err := os.Open(input)
 		if err != nil {
 			return fmt.Errorf("open archive: %w", err)
 		}
 		defer f.Close()
+		if st, err := f.Stat(); err == nil {
+			total = st.Size()
+		}
 		r = f
 	}
+	bar := progress.New(term, "reading "+filepath.Base(input))
+	defer bar.Done()
+	r = &progress.Reader{R: r, Bar: bar, Total: total}
 	if _, err := images.Extract(ctx, r, dir, images.ExtractOptions{}); err != nil {
 		return fmt.Errorf("%s: %w: %v", input, ErrBadArchive, err)
 	}

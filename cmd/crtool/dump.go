@@ -40,6 +40,7 @@ Example:
 			workDirFlag,
 			criuFlag,
 			&cli.StringSliceFlag{Name: "runtime-root", Usage: "state directory of the OCI runtime that started the container, to find its bundle (default: /run/runc, /run/crun)"},
+			&cli.BoolFlag{Name: "print-stats", Usage: "print crtool's and CRIU's statistics as JSON (on stdout; on stderr when the archive goes to stdout)"},
 			&cli.DurationFlag{Name: "freeze-timeout", Value: 10 * time.Second, Usage: "give up (and thaw) if the cgroup is not frozen within this time"},
 			verboseFlag,
 		},
@@ -63,6 +64,7 @@ Example:
 				RuntimeRoots:   c.StringSlice("runtime-root"),
 				FreezeTimeout:  c.Duration("freeze-timeout"),
 				Logf:           logger(c),
+				Progress:       terminal(c.App.ErrWriter),
 			}
 			comp, err := compression(c.String("compress"), opts.Output)
 			if err != nil {
@@ -75,6 +77,15 @@ Example:
 			res, err := dump.Run(c.Context, opts)
 			if err != nil {
 				return err
+			}
+			if c.Bool("print-stats") {
+				w := c.App.Writer
+				if opts.Output == "-" {
+					w = c.App.ErrWriter
+				}
+				if err := printDumpStats(w, res); err != nil {
+					return err
+				}
 			}
 			s := res.Metadata.Stats
 			where := res.Path

@@ -123,3 +123,10 @@ func withUsageErrors(cmd *cli.Command) *cli.Command {
 	}
 	return cmd
 }
+
+// terminal returns w when it is a file (a terminal, perhaps) for progress
+// bars; the progress package draws only on terminals.
+func terminal(w io.Writer) *os.File {
+	f, _ := w.(*os.File)
+	return f
+}

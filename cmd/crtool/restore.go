@@ -52,6 +52,7 @@ Example:
 			&cli.StringFlag{Name: "pid-file", Usage: "write the restored init's PID to this file"},
 			&cli.BoolFlag{Name: "tcp-established", Usage: "restore established TCP connections (needed when the dump had them)"},
 			&cli.StringFlag{Name: "log", Usage: "file that receives what the container writes to its former supervisor's pipes (default: /dev/null)"},
+			&cli.BoolFlag{Name: "print-stats", Usage: "print crtool's and CRIU's statistics as JSON on stdout (after the PID)"},
 			&cli.StringFlag{Name: "keep-images", Usage: "keep the unpacked image directory here (a new or empty directory)"},
 			workDirFlag,
 			criuFlag,
@@ -76,6 +77,7 @@ Example:
 				CreateBridge:   c.Bool("create-bridge"),
 				PeerNetns:      c.String("peer-netns"),
 				Logf:           logger(c),
+				Progress:       terminal(c.App.ErrWriter),
 			}
 			if err := opts.Validate(); err != nil {
 				return usageError{err}
@@ -85,6 +87,11 @@ Example:
 				return err
 			}
 			fmt.Fprintln(c.App.Writer, res.PID)
+			if c.Bool("print-stats") {
+				if err := printRestoreStats(c.App.Writer, res); err != nil {
+					return err
+				}
+			}
 			fmt.Fprintf(c.App.ErrWriter, "crtool: restored %s as pid %d in %s\n", res.Name, res.PID, res.Duration.Round(time.Millisecond))
 			return nil
 		},
