@@ -202,11 +202,23 @@ func TestDumpBadInput(t *testing.T) {
 
 func TestNotRoot(t *testing.T) {
 	requireEnv(t)
+	// The checkout may sit where nobody cannot reach (/root): run a copy.
+	dir, err := os.MkdirTemp("", "crtool-notroot-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(dir, "crtool")
+	mustRun(t, "cp", env.crtool, bin)
 	for _, args := range [][]string{
 		{"dump", "--pid", "1", "-f", "/tmp/crtool-notroot.tar.gz"},
 		{"restore", "-f", "/dev/null"},
 	} {
-		cmd := exec.Command(env.crtool, args...)
+		cmd := exec.Command(bin, args...)
+		cmd.Dir = dir
 		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
 		out, err := cmd.CombinedOutput()
 		ee, ok := err.(*exec.ExitError)
