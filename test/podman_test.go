@@ -477,3 +477,48 @@ func TestCheckpointctlReadsCrtoolArchives(t *testing.T) {
 	c.restore(archive)
 	c.waitCount(c.ask())
 }
+
+// TestDumpPodmanContainer dumps a container that Podman started (stdio on
+// conmon's pipes, root filesystem on an overlay of the image) with crtool,
+// and Podman imports the archive under a new name: the counter continues
+// and the changes the container made to its root filesystem, taken from
+// the overlay's upper directory, come along.
+func TestDumpPodmanContainer(t *testing.T) {
+	requirePodman(t)
+	loadBusyboxImage(t)
+	network, _ := podmanNetwork(t)
+	name := uniqueID("crtpd-")
+	t.Cleanup(func() { _ = exec.Command("podman", "rm", "-f", "-t", "0", name).Run() })
+	podman(t, "run", "-d", "--name", name, "--network", network, busyboxImage, "sh", "-c", counterWithChanges)
+	pid, err := strconv.Atoi(strings.TrimSpace(podman(t, "inspect", "--format", "{{.State.Pid}}", name)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "the counter", func() bool { return podmanCounter(t, name) > 20 })
+
+	archive := filepath.Join(t.TempDir(), "podman-started.tar.zst")
+	r := crtool(t, "dump", "--pid", strconv.Itoa(pid), "-f", archive, "--image", busyboxImage, "--podman-network", network)
+	if r.code != 0 {
+		t.Fatalf("dump: %s", r)
+	}
+	waitFor(t, 10*time.Second, "Podman to see the container exit", func() bool {
+		return strings.TrimSpace(podman(t, "inspect", "--format", "{{.State.Running}}", name)) == "false"
+	})
+	members := mustRun(t, "sh", "-c", "zstd -dc "+archive+" | tar -t")
+	if !strings.Contains(members, "rootfs-diff.tar\n") || !strings.Contains(members, "deleted.files\n") {
+		t.Fatalf("no root filesystem changes from the overlay:\n%s", members)
+	}
+
+	copyName := name + "-copy"
+	t.Cleanup(func() { _ = exec.Command("podman", "rm", "-f", "-t", "0", copyName).Run() })
+	podmanRestore(t, "container", "restore", "--import", archive, "--name", copyName)
+	if n := podmanCounter(t, copyName); n <= 20 {
+		t.Fatalf("counter %d after the restore: it started over", n)
+	}
+	if page := podman(t, "exec", copyName, "cat", "/www/runtime.html"); !strings.Contains(page, "made at run time") {
+		t.Fatalf("runtime page %q", page)
+	}
+	if err := exec.Command("podman", "exec", copyName, "busybox", "test", "-e", "/bin/ls").Run(); err == nil {
+		t.Fatal("/bin/ls is back: deleted.files was not applied")
+	}
+}
