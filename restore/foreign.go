@@ -336,9 +336,6 @@ func hierarchyOfMount(mp string, v2 bool) string {
 // rootfs-diff.tar and deleted.files, so the container finds the files it
 // wrote before the dump.
 func (f *foreign) prepare(ctx context.Context, stage, lower string, md *images.Metadata) (string, error) {
-	if _, err := os.Stat(f.dir); err == nil {
-		return "", fmt.Errorf("%w: %s exists: a container named %s was restored here before; pass --name or remove it", ErrConflict, f.dir, md.Container.Name)
-	}
 	for _, d := range []string{"upper", "work", "merged", "userdata/shm"} {
 		if err := os.MkdirAll(filepath.Join(f.dir, d), 0o700); err != nil {
 			return "", fmt.Errorf("create %s: %w", f.dir, err)
@@ -427,6 +424,20 @@ func (f *foreign) mountTargets(root string) error {
 		if err == nil {
 			unix.Close(fd)
 		}
+	}
+	return nil
+}
+
+// create makes the container's state directory, which must not exist yet.
+func (f *foreign) create(name string) error {
+	if err := os.MkdirAll(filepath.Dir(f.dir), 0o700); err != nil {
+		return fmt.Errorf("create %s: %w", filepath.Dir(f.dir), err)
+	}
+	if err := os.Mkdir(f.dir, 0o700); err != nil {
+		if errors.Is(err, os.ErrExist) {
+			return fmt.Errorf("%w: %s exists: a container named %s was restored here before; pass --name or remove it", ErrConflict, f.dir, name)
+		}
+		return fmt.Errorf("create %s: %w", f.dir, err)
 	}
 	return nil
 }

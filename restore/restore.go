@@ -170,6 +170,11 @@ func Run(ctx context.Context, opts Options) (res *Result, err error) {
 		return nil, fmt.Errorf("root filesystem %s recorded in the archive is not there: pass --root DIR", root)
 	}
 	if fg != nil {
+		// Only a state directory this restore created may be removed
+		// on failure: another container may own one of the same name.
+		if err := fg.create(md.Container.Name); err != nil {
+			return nil, err
+		}
 		rollback.Push(fg.remove)
 		if root, err = fg.prepare(ctx, stage, root, md); err != nil {
 			return nil, err

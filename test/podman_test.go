@@ -356,6 +356,14 @@ func TestRestorePodmanReferenceArchives(t *testing.T) {
 		if _, err := os.Lstat(filepath.Join(merged, "bin/ls")); err == nil {
 			t.Fatal("/bin/ls is back: deleted.files was not applied")
 		}
+		// A second restore under the same name is refused and leaves the
+		// first container's state alone.
+		r := crtool(t, "restore", "-f", archive, "--root", root, "--netns", "/run/netns/"+name, "--name", name)
+		if r.code == 0 || !strings.Contains(r.stderr, "restored here before") {
+			t.Fatalf("second restore under the same name: %s", r)
+		}
+		n := fileCounter(filepath.Join(merged, "tmp/counter"))
+		waitFor(t, 10*time.Second, "the first container to count on", func() bool { return fileCounter(filepath.Join(merged, "tmp/counter")) > n })
 	})
 	if after := treeListing(t, root); after != before {
 		t.Fatal("restore modified --root")
