@@ -33,6 +33,23 @@ var derivedSysctls = map[string]bool{
 	"net.ipv6.conf.*.mtu": true,
 }
 
+// alwaysSysctls are recorded whatever the scratch namespace says: a new
+// namespace inherits IPv4 settings from the host's (devconf_inherit_init_net
+// 0), so a host that forwards hides a container's forwarding, which a host
+// without it would then not get back.
+var alwaysSysctls = map[string]bool{
+	"net.ipv4.ip_forward":        true,
+	"net.ipv4.conf.*.forwarding": true,
+	"net.ipv6.conf.*.forwarding": true,
+}
+
+func always(k string, sk sysctlKey) bool {
+	if sk.perDevice() {
+		return alwaysSysctls[sk.withDev("*")]
+	}
+	return alwaysSysctls[k]
+}
+
 // sysctlKey is a parsed key. For per-device keys (net.ipv4.conf.eth0.x,
 // net.ipv6.neigh.eth0.x) dev is the device directory: an interface name,
 // "all" or "default".
@@ -270,9 +287,9 @@ func diffSysctls(fresh, cur map[string]string, links []string) map[string]string
 		if sk.perDevice() && sk.dev != "all" && sk.dev != "default" {
 			continue
 		}
-		if f, ok := fresh[k]; ok && f != v {
+		if f, ok := fresh[k]; ok && (f != v || always(k, sk)) {
 			out[k] = v
-			if sk.perDevice() {
+			if sk.perDevice() && f != v {
 				touched[sk.withDev("*")] = true
 			}
 		}
@@ -295,7 +312,7 @@ func diffSysctls(fresh, cur map[string]string, links []string) map[string]string
 		if !ok {
 			continue
 		}
-		if f != v || touched[generic] {
+		if f != v || touched[generic] || always(k, sk) {
 			out[k] = v
 		}
 	}

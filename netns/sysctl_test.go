@@ -24,6 +24,7 @@ func TestDiffSysctls(t *testing.T) {
 		"net.ipv4.ip_forward":               "0",
 		"net.ipv4.conf.all.rp_filter":       "0",
 		"net.ipv4.conf.default.rp_filter":   "0",
+		"net.ipv4.conf.default.forwarding":  "0",
 		"net.ipv4.conf.lo.rp_filter":        "0",
 		"net.ipv6.conf.default.accept_ra":   "1",
 		"net.ipv6.conf.default.mtu":         "1280",
@@ -38,8 +39,13 @@ func TestDiffSysctls(t *testing.T) {
 		want  map[string]string
 	}{
 		{"nothing changed", map[string]string{
-			"net.ipv4.ip_forward": "0", "net.ipv4.conf.eth0.rp_filter": "0", "net.ipv6.conf.eth0.mtu": "1500", "net.ipv6.conf.lo.mtu": "65536",
+			"net.ipv4.conf.eth0.rp_filter": "0", "net.ipv6.conf.eth0.mtu": "1500", "net.ipv6.conf.lo.mtu": "65536",
 		}, []string{"lo", "eth0"}, map[string]string{}},
+		// Forwarding is recorded even when the host's defaults match: a
+		// new namespace inherits them from a host that may forward.
+		{"forwarding is always recorded", map[string]string{
+			"net.ipv4.ip_forward": "0", "net.ipv4.conf.eth0.forwarding": "1",
+		}, []string{"eth0"}, map[string]string{"net.ipv4.ip_forward": "0", "net.ipv4.conf.eth0.forwarding": "1"}},
 		{"global and per link", map[string]string{
 			"net.ipv4.ip_forward": "1", "net.ipv4.conf.eth0.rp_filter": "2", "net.ipv4.conf.eth1.rp_filter": "0",
 		}, []string{"eth0", "eth1"}, map[string]string{"net.ipv4.ip_forward": "1", "net.ipv4.conf.eth0.rp_filter": "2"}},
