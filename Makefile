@@ -42,6 +42,14 @@ test: deps deps-podman lint build
 	$(MAKE) fuzz FUZZTIME=10s
 	CRTOOL_BIN=$(CURDIR)/$(BIN) $(GO) test $(TESTFLAGS) -v ./test/...
 
+# bench measures crtool against runc checkpoint + tar and Podman, as root,
+# for minutes per size; never part of test. Pass options through BENCHFLAGS,
+# e.g. make bench BENCHFLAGS='-sizes 64,512 -runs 3 -json bench.json'.
+BENCHFLAGS ?=
+bench: deps deps-podman build
+	$(GO) build -trimpath -o bin/crtool-bench ./cmd/crtool-bench
+	bin/crtool-bench -crtool $(CURDIR)/$(BIN) $(BENCHFLAGS)
+
 clean:
 	rm -rf bin
 

@@ -134,7 +134,11 @@ func WriteFileWith(ctx context.Context, path, srcDir string, o WriteOptions) (Wr
 		}
 	}()
 
-	bw := bufio.NewWriterSize(f, copyChunk)
+	bw, err := newDirectWriter(f)
+	if err != nil {
+		return WriteStats{}, fmt.Errorf("write archive %s: %w", path, err)
+	}
+	defer bw.Close()
 	st, err := write(ctx, bw, srcDir, o)
 	if err != nil {
 		return st, fmt.Errorf("write archive %s: %w", path, err)

@@ -176,3 +176,15 @@ func nsLabel(label string) string {
 	}
 	return label
 }
+
+// Do runs fn on a thread inside the network namespace at path (a path or
+// HostNetns): sockets fn creates stay in that namespace. The thread returns
+// to its own namespace before it serves other goroutines again.
+func Do(path string, fn func() error) error {
+	ns, err := openNetns(path)
+	if err != nil {
+		return err
+	}
+	defer ns.Close()
+	return inNetns(ns, fn)
+}

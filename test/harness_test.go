@@ -14,7 +14,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -22,7 +21,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vishvananda/netns"
+	crnetns "github.com/crtool/crtool/netns"
 )
 
 // containerSpec describes a test container.
@@ -392,45 +391,10 @@ func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
 	}
 }
 
-// inNetns runs fn on a locked thread that has entered the network
-// namespace at path; sockets created there stay in that namespace. The
-// thread returns to the test's namespace before it is unlocked.
-func inNetns(path string, fn func() error) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		own, err := netns.Get()
-		if err != nil {
-			runtime.UnlockOSThread()
-			errc <- err
-			return
-		}
-		defer own.Close()
-		ns, err := netns.GetFromPath(path)
-		if err != nil {
-			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("open netns %s: %w", path, err)
-			return
-		}
-		defer ns.Close()
-		if err := netns.Set(ns); err != nil {
-			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("enter netns %s: %w", path, err)
-			return
-		}
-		err = fn()
-		if netns.Set(own) == nil {
-			runtime.UnlockOSThread()
-		}
-		errc <- err
-	}()
-	return <-errc
-}
-
 // dialIn opens a TCP connection from inside the network namespace at path.
 func dialIn(nsPath, network, addr string) (net.Conn, error) {
 	var conn net.Conn
-	err := inNetns(nsPath, func() error {
+	err := crnetns.Do(nsPath, func() error {
 		var err error
 		conn, err = net.DialTimeout(network, addr, 3*time.Second)
 		return err
