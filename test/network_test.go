@@ -287,6 +287,23 @@ func TestHttpdInRebuiltNamespace(t *testing.T) {
 	})
 	archive := c.dump()
 	mustRun(t, "ip", "netns", "del", ns)
+
+	// The container's address, taken meanwhile by another namespace on
+	// the bridge, is found before anything is created.
+	mustRun(t, "ip", "-n", peer, "addr", "add", l.v4(2)+"/24", "dev", "eth0")
+	cgBefore := fmt.Sprint(c.cgroupDirs())
+	r := crtool(t, "restore", "-f", archive)
+	if r.code == 0 || !strings.Contains(r.stderr, l.v4(2)) || !strings.Contains(r.stderr, "in use") {
+		t.Fatalf("restore with the address taken: %s", r)
+	}
+	if _, err := os.Stat("/run/netns/" + ns); err == nil {
+		t.Fatal("the refused restore left a network namespace")
+	}
+	if after := fmt.Sprint(c.cgroupDirs()); after != cgBefore {
+		t.Fatalf("the refused restore changed the cgroups: %s, before %s", after, cgBefore)
+	}
+	mustRun(t, "ip", "-n", peer, "addr", "del", l.v4(2)+"/24", "dev", "eth0")
+
 	c.restore(archive)
 	got, err := httpGet("/run/netns/"+peer, url)
 	if err != nil || got != page {
