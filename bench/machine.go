@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"github.com/crtool/crtool/images"
 	"io"
 	"os"
 	"path/filepath"
@@ -83,8 +84,10 @@ func measureMachine(ctx context.Context, dir string, logf func(string, ...any)) 
 		{"pgzip default level, 1 worker", "pgzip_1", 1, pgzipSize},
 		{fmt.Sprintf("pgzip default level, %d workers", 2*cores), "pgzip_all", 2 * cores, pgzipSize},
 		{"zstd default level, 1 encoder", "zstd_1", 1, zstdSize},
-		{fmt.Sprintf("zstd default level, %d encoders, concurrent blocks (crtool's)", cores), "zstd_all", cores, zstdSize},
+		{fmt.Sprintf("zstd default level, %d encoders, concurrent blocks", cores), "zstd_all", cores, zstdSize},
 		{fmt.Sprintf("zstd default level, %d encoders, no concurrent blocks", cores), "zstd_all_async", cores, zstdAsyncSize},
+		{"gzip as crtool writes it", "crtool_gzip", cores, crtoolSize(images.Gzip)},
+		{"zstd as crtool writes it", "crtool_zstd", cores, crtoolSize(images.Zstd)},
 	}
 	for _, c := range codecs {
 		if err := ctx.Err(); err != nil {
@@ -265,6 +268,19 @@ func zstdAsyncSize(data []byte, workers int) (int, error) {
 	var cw countWriter
 	err := zstdWith(&cw, data, workers, false)
 	return cw.n, err
+}
+
+// crtoolSize compresses with crtool's own compressor settings.
+func crtoolSize(c images.Compression) func([]byte, int) (int, error) {
+	return func(data []byte, _ int) (int, error) {
+		var cw countWriter
+		w, err := images.NewCompressor(c, &cw, 0)
+		if err != nil {
+			return 0, err
+		}
+		err = writeAll(w, data)
+		return cw.n, err
+	}
 }
 
 func zstdTo(w io.Writer, data []byte, workers int) error {

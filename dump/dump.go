@@ -306,7 +306,7 @@ func (d *dumper) inspectFrozen(ctx context.Context) error {
 		if !d.opts.TCPEstablished {
 			if conns := connections(d.network, d.fds); len(conns) > 0 {
 				s := conns[0]
-				return fmt.Errorf("%w: the container has established TCP connections (%s -> %s, %d in all): use --tcp-established or close them", ErrUnsupported, s.Local, s.Remote, len(conns))
+				return fmt.Errorf("%w (%s -> %s, %d in all): use --tcp-established or close them", ErrTCPEstablished, s.Local, s.Remote, len(conns))
 			}
 		}
 	}

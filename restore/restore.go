@@ -110,184 +110,265 @@ func (o *Options) Validate() error {
 	return nil
 }
 
+// restorer carries one restore through its steps: unpack, describe the
+// archive, prepare the root, cgroups, network and descriptors, have CRIU
+// restore, and resume the container.
+type restorer struct {
+	opts     Options
+	bin      *criu.Binary
+	wd       *workdir.Dir
+	log      string
+	md       *images.Metadata
+	fg       *foreign // archives crtool did not write
+	name     string
+	root     string
+	cg       cgroups.Set
+	net      *netPlan
+	imgDir   *os.File
+	files    []*os.File // handed to CRIU, see criu.FD
+	inherit  []*rpc.InheritFd
+	extMnt   []*rpc.ExtMountMap
+	pid      int
+	criuTook time.Duration
+	rollback undo.Stack
+}
+
 // Run restores the archive opts.Input. On failure it removes what it created
 // and leaves the archive untouched.
 func Run(ctx context.Context, opts Options) (res *Result, err error) {
 	start := time.Now()
-	if err := opts.Validate(); err != nil {
+	r := &restorer{opts: opts}
+	if err := r.opts.Validate(); err != nil {
 		return nil, err
 	}
-	bin, err := criu.OpenAsRoot(ctx, opts.CRIUPath)
-	if err != nil {
+	if r.bin, err = criu.OpenAsRoot(ctx, opts.CRIUPath); err != nil {
 		return nil, err
 	}
-
-	var rollback undo.Stack
 	defer func() {
 		if err != nil {
-			rollback.Run()
+			r.rollback.Run()
 		}
+		r.closeFiles()
 	}()
+	steps := []func(context.Context) error{
+		r.unpack, r.describe, r.prepareRoot, r.prepareCgroups, r.prepareNetwork, r.prepareFiles, r.restore, r.resume,
+	}
+	for _, step := range steps {
+		if err := step(ctx); err != nil {
+			return nil, err
+		}
+	}
+	r.rollback.Release()
+	return r.finish(start), nil
+}
 
-	wd, err := workdir.New(opts.WorkDir, "crtool-restore-", images.CheckpointDir)
+// unpack extracts the archive into a new work directory.
+func (r *restorer) unpack(ctx context.Context) error {
+	wd, err := workdir.New(r.opts.WorkDir, "crtool-restore-", images.CheckpointDir)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	stage, imgDir, logPath := wd.Path, wd.Images, wd.Log("restore.log")
-	rollback.Push(func() { wd.KeepOnly(logPath) })
-	if err := unpack(ctx, opts.Input, stage, opts.Progress); err != nil {
-		return nil, err
+	r.wd, r.log = wd, wd.Log("restore.log")
+	r.rollback.Push(func() { wd.KeepOnly(r.log) })
+	if err := unpack(ctx, r.opts.Input, wd.Path, r.opts.Progress); err != nil {
+		return err
 	}
-	if _, err := os.Stat(filepath.Join(imgDir, "inventory.img")); err != nil {
-		return nil, fmt.Errorf("%s: %w: checkpoint/inventory.img is missing", opts.Input, ErrBadArchive)
+	if _, err := os.Stat(filepath.Join(wd.Images, "inventory.img")); err != nil {
+		return fmt.Errorf("%s: %w: checkpoint/inventory.img is missing", r.opts.Input, ErrBadArchive)
 	}
-	md, err := images.ReadMetadata(stage)
-	var fg *foreign
+	return nil
+}
+
+// describe reads crtool.json, or describes an archive Podman, CRI-O or the
+// kubelet wrote the same way.
+func (r *restorer) describe(ctx context.Context) error {
+	md, err := images.ReadMetadata(r.wd.Path)
 	switch {
 	case errors.Is(err, os.ErrNotExist):
-		// Written by Podman, CRI-O or the kubelet.
-		if md, fg, err = foreignMetadata(stage, opts); err != nil {
-			return nil, fmt.Errorf("%s: %w", opts.Input, err)
+		if md, r.fg, err = foreignMetadata(r.wd.Path, r.opts); err != nil {
+			return fmt.Errorf("%s: %w", r.opts.Input, err)
 		}
-		if opts.Root == "" {
-			return nil, fmt.Errorf("%s was not written by crtool: pass --root DIR, the root filesystem of its image (it stays unmodified: the container runs on an overlay of it)", opts.Input)
+		if r.opts.Root == "" {
+			return fmt.Errorf("%s was not written by crtool: pass --root DIR, the root filesystem of its image (it stays unmodified: the container runs on an overlay of it)", r.opts.Input)
 		}
 	case err != nil:
-		return nil, fmt.Errorf("%s: %w: %v", opts.Input, ErrBadArchive, err)
+		return fmt.Errorf("%s: %w: %v", r.opts.Input, ErrBadArchive, err)
 	}
-	if md.Options.TCPEstablished && !opts.TCPEstablished {
-		return nil, fmt.Errorf("%s was dumped with --tcp-established: restore it with --tcp-established", opts.Input)
+	if md.Options.TCPEstablished && !r.opts.TCPEstablished {
+		return fmt.Errorf("%s was dumped with --tcp-established: restore it with --tcp-established", r.opts.Input)
 	}
-	name := opts.Name
-	if name == "" {
-		name = md.Container.Name
+	r.md = md
+	r.name = r.opts.Name
+	if r.name == "" {
+		r.name = md.Container.Name
 	}
-	root := opts.Root
-	if root == "" {
-		root = md.Container.Root
-	}
-	if st, err := os.Stat(root); err != nil || !st.IsDir() {
-		return nil, fmt.Errorf("root filesystem %s recorded in the archive is not there: pass --root DIR", root)
-	}
-	if fg != nil {
-		// Only a state directory this restore created may be removed
-		// on failure: another container may own one of the same name.
-		if err := fg.create(md.Container.Name); err != nil {
-			return nil, err
-		}
-		rollback.Push(fg.remove)
-		if root, err = fg.prepare(ctx, stage, root, md); err != nil {
-			return nil, err
-		}
-	}
+	return nil
+}
 
-	cg := cgroups.Set(md.Cgroups.Paths)
-	if err := checkCgroupsFree(cg); err != nil {
-		return nil, err
+// prepareRoot finds the root filesystem; for a foreign archive it builds
+// the overlay that carries the archive's changes.
+func (r *restorer) prepareRoot(ctx context.Context) error {
+	r.root = r.opts.Root
+	if r.root == "" {
+		r.root = r.md.Container.Root
 	}
-	created, err := cg.Missing()
+	if st, err := os.Stat(r.root); err != nil || !st.IsDir() {
+		return fmt.Errorf("root filesystem %s recorded in the archive is not there: pass --root DIR", r.root)
+	}
+	if r.fg == nil {
+		return nil
+	}
+	// Only a state directory this restore created may be removed on
+	// failure: another container may own one of the same name.
+	if err := r.fg.create(r.md.Container.Name); err != nil {
+		return err
+	}
+	r.rollback.Push(r.fg.remove)
+	root, err := r.fg.prepare(ctx, r.wd.Path, r.root, r.md)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	rollback.Push(func() { removeCgroups(cg, created) })
+	r.root = root
+	return nil
+}
 
-	var files []*os.File
-	defer func() {
-		for _, f := range files {
-			f.Close()
-		}
-	}()
-	addFile := func(f *os.File) int32 {
-		files = append(files, f)
-		return criu.FD(len(files) - 1)
+// prepareCgroups checks the container's cgroups are free and arranges for
+// the ones CRIU creates to go again on failure.
+func (r *restorer) prepareCgroups(ctx context.Context) error {
+	r.cg = cgroups.Set(r.md.Cgroups.Paths)
+	if err := checkCgroupsFree(r.cg); err != nil {
+		return err
 	}
-	imgFd, err := os.Open(imgDir)
+	created, err := r.cg.Missing()
 	if err != nil {
-		return nil, fmt.Errorf("open image directory: %w", err)
+		return err
 	}
-	defer imgFd.Close()
+	cg := r.cg
+	r.rollback.Push(func() { removeCgroups(cg, created) })
+	if r.extMnt, err = mapMounts(r.md); err != nil {
+		return err
+	}
+	return nil
+}
 
-	copts := &rpc.CriuOpts{
-		ImagesDirFd:    proto.Int32(int32(imgFd.Fd())),
+// prepareNetwork joins or rebuilds the network namespace.
+func (r *restorer) prepareNetwork(ctx context.Context) error {
+	net, err := planNetwork(r.md, r.opts)
+	if err != nil {
+		return err
+	}
+	r.net = net
+	r.rollback.Push(net.undo)
+	if net != nil {
+		r.inherit = append(r.inherit, r.inheritFd(dump.NetnsKey, net.file))
+		net.file = nil // closed with the other files
+	}
+	return nil
+}
+
+// prepareFiles opens the replacements of descriptors that led outside.
+func (r *restorer) prepareFiles(ctx context.Context) error {
+	for _, ef := range r.md.Files {
+		f, err := openExternalFile(ef, r.opts.Log)
+		if err != nil {
+			return err
+		}
+		r.inherit = append(r.inherit, r.inheritFd(ef.Key, f))
+	}
+	return nil
+}
+
+// inheritFd hands f to CRIU under key.
+func (r *restorer) inheritFd(key string, f *os.File) *rpc.InheritFd {
+	r.files = append(r.files, f)
+	return &rpc.InheritFd{Key: proto.String(key), Fd: proto.Int32(criu.FD(len(r.files) - 1))}
+}
+
+func (r *restorer) closeFiles() {
+	for _, f := range r.files {
+		f.Close()
+	}
+	r.files = nil
+	if r.imgDir != nil {
+		r.imgDir.Close()
+	}
+	r.net.close()
+}
+
+// restore has CRIU restore the processes, then lifts the network locks.
+func (r *restorer) restore(ctx context.Context) error {
+	imgDir, err := os.Open(r.wd.Images)
+	if err != nil {
+		return fmt.Errorf("open image directory: %w", err)
+	}
+	r.imgDir = imgDir
+	req := criu.Request{
+		Type:    rpc.CriuReqType_RESTORE,
+		Opts:    criuRestoreOptions(int32(imgDir.Fd()), r.root, r.md, r.opts, r.extMnt, r.inherit),
+		Files:   r.files,
+		LogPath: r.log,
+	}
+	r.opts.logf("restoring %s (root %s)", r.name, r.root)
+	start := time.Now()
+	resp, err := r.bin.Run(ctx, req)
+	if err != nil {
+		return fmt.Errorf("restore %s: %w", r.name, err)
+	}
+	r.criuTook = time.Since(start)
+	r.pid = int(resp.GetRestore().GetPid())
+	return r.net.afterRestore()
+}
+
+// resume thaws the container: CRIU restores the freezer state it recorded,
+// which is frozen since crtool froze the container for the dump.
+func (r *restorer) resume(ctx context.Context) error {
+	if p, ok := r.cg["freezer"]; ok {
+		if err := thaw("freezer", p); err != nil {
+			return err
+		}
+	} else if p, ok := r.cg[cgroups.Unified]; ok {
+		if err := thaw(cgroups.Unified, p); err != nil {
+			return err
+		}
+	}
+	if err := unix.Kill(r.pid, 0); err != nil {
+		return fmt.Errorf("restored pid %d is gone right after the restore: see %s", r.pid, r.log)
+	}
+	if r.opts.PidFile != "" {
+		return writePidFile(r.opts.PidFile, r.pid)
+	}
+	return nil
+}
+
+// finish reports the restore and removes the work directory.
+func (r *restorer) finish(start time.Time) *Result {
+	res := &Result{PID: r.pid, Name: r.name, Metadata: r.md, CRIUTime: r.criuTook}
+	if msgs, err := images.DecodeImageFile(filepath.Join(r.wd.Images, "stats-restore"), images.StatsImage); err == nil && len(msgs) > 0 {
+		res.CRIU = msgs[0].(*stats.StatsEntry).GetRestore()
+	}
+	if r.opts.KeepImages != "" {
+		if err := r.wd.MoveImages(r.opts.KeepImages); err != nil {
+			r.opts.logf("%v", err)
+		}
+	}
+	r.wd.Remove()
+	res.Duration = time.Since(start)
+	return res
+}
+
+// criuRestoreOptions builds CRIU's restore request.
+func criuRestoreOptions(imgFd int32, root string, md *images.Metadata, o Options, extMnt []*rpc.ExtMountMap, inherit []*rpc.InheritFd) *rpc.CriuOpts {
+	return &rpc.CriuOpts{
+		ImagesDirFd:    proto.Int32(imgFd),
 		LogFile:        proto.String("restore.log"),
 		LogLevel:       proto.Int32(4),
 		Root:           proto.String(root),
 		ManageCgroups:  proto.Bool(true),
-		TcpEstablished: proto.Bool(opts.TCPEstablished),
+		TcpEstablished: proto.Bool(o.TCPEstablished),
 		FileLocks:      proto.Bool(md.Options.FileLocks),
+		ExtMnt:         extMnt,
+		InheritFd:      inherit,
 	}
-	if err := mapMounts(copts, md, cg); err != nil {
-		return nil, err
-	}
-	net, err := planNetwork(md, opts)
-	if err != nil {
-		return nil, err
-	}
-	rollback.Push(net.undo)
-	defer net.close()
-	if net != nil {
-		copts.InheritFd = append(copts.InheritFd, &rpc.InheritFd{Key: proto.String(dump.NetnsKey), Fd: proto.Int32(addFile(net.file))})
-		net.file = nil // closed with the other files
-	}
-	for _, ef := range md.Files {
-		f, err := openExternalFile(ef, opts.Log)
-		if err != nil {
-			return nil, err
-		}
-		copts.InheritFd = append(copts.InheritFd, &rpc.InheritFd{Key: proto.String(ef.Key), Fd: proto.Int32(addFile(f))})
-	}
-
-	var restoredPID int
-	req := criu.Request{
-		Type:    rpc.CriuReqType_RESTORE,
-		Opts:    copts,
-		Files:   files,
-		LogPath: logPath,
-	}
-	opts.logf("restoring %s (root %s)", name, root)
-	criuStart := time.Now()
-	resp, err := bin.Run(ctx, req)
-	if err != nil {
-		return nil, fmt.Errorf("restore %s: %w", name, err)
-	}
-	criuTook := time.Since(criuStart)
-	restoredPID = int(resp.GetRestore().GetPid())
-	if err := net.afterRestore(); err != nil {
-		return nil, err
-	}
-
-	// CRIU restores the freezer state it recorded, which is frozen since
-	// crtool froze the container for the dump.
-	if p, ok := cg["freezer"]; ok {
-		if err := thaw("freezer", p); err != nil {
-			return nil, err
-		}
-	} else if p, ok := cg[cgroups.Unified]; ok {
-		if err := thaw(cgroups.Unified, p); err != nil {
-			return nil, err
-		}
-	}
-	if err := unix.Kill(restoredPID, 0); err != nil {
-		return nil, fmt.Errorf("restored pid %d is gone right after the restore: see %s", restoredPID, logPath)
-	}
-	if opts.PidFile != "" {
-		if err := writePidFile(opts.PidFile, restoredPID); err != nil {
-			return nil, err
-		}
-	}
-	rollback.Release()
-	res = &Result{PID: restoredPID, Name: name, Metadata: md, CRIUTime: criuTook}
-	if msgs, err := images.DecodeImageFile(filepath.Join(imgDir, "stats-restore"), images.StatsImage); err == nil && len(msgs) > 0 {
-		res.CRIU = msgs[0].(*stats.StatsEntry).GetRestore()
-	}
-	if opts.KeepImages != "" {
-		if err := wd.MoveImages(opts.KeepImages); err != nil {
-			opts.logf("%v", err)
-		}
-	}
-	wd.Remove()
-	res.Duration = time.Since(start)
-	return res, nil
 }
 
 // unpack extracts the archive into dir.
@@ -356,26 +437,26 @@ func thaw(h, p string) error {
 	return fr.Thaw()
 }
 
-// mapMounts tells CRIU where each external mount comes from on this host.
-func mapMounts(copts *rpc.CriuOpts, md *images.Metadata, cg cgroups.Set) error {
+// mapMounts says where each external mount of the container comes from on
+// this host.
+func mapMounts(md *images.Metadata) ([]*rpc.ExtMountMap, error) {
+	var out []*rpc.ExtMountMap
 	for _, m := range md.Mounts {
 		src := m.Source
 		if m.Kind == images.MountCgroup {
-			dir, err := cgroups.Dir(m.Hierarchy, m.CgroupPath)
-			if err != nil {
-				return fmt.Errorf("cgroup mount %s: %w", m.Key, err)
-			}
 			// CRIU creates the cgroup, with its recorded properties,
 			// before it mounts anything.
-			copts.ExtMnt = append(copts.ExtMnt, &rpc.ExtMountMap{Key: proto.String(m.Key), Val: proto.String(dir)})
-			continue
+			dir, err := cgroups.Dir(m.Hierarchy, m.CgroupPath)
+			if err != nil {
+				return nil, fmt.Errorf("cgroup mount %s: %w", m.Key, err)
+			}
+			src = dir
+		} else if _, err := os.Stat(src); err != nil {
+			return nil, fmt.Errorf("mount %s of the container comes from %s, which does not exist on this host: create it", m.Key, src)
 		}
-		if _, err := os.Stat(src); err != nil {
-			return fmt.Errorf("mount %s of the container comes from %s, which does not exist on this host: create it", m.Key, src)
-		}
-		copts.ExtMnt = append(copts.ExtMnt, &rpc.ExtMountMap{Key: proto.String(m.Key), Val: proto.String(src)})
+		out = append(out, &rpc.ExtMountMap{Key: proto.String(m.Key), Val: proto.String(src)})
 	}
-	return nil
+	return out, nil
 }
 
 // openExternalFile opens the replacement for a descriptor that led outside

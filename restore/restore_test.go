@@ -1,0 +1,45 @@
+package restore
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/checkpoint-restore/go-criu/v7/rpc"
+	"github.com/crtool/crtool/cgroups"
+	"github.com/crtool/crtool/images"
+	"google.golang.org/protobuf/proto"
+)
+
+func TestMapMounts(t *testing.T) {
+	md := &images.Metadata{Mounts: []images.ExternalMount{
+		{Key: "/proc/kcore", Kind: images.MountBind, Source: "/dev/null"},
+		{Key: "/sys/fs/cgroup/freezer", Kind: images.MountCgroup, Hierarchy: "freezer", CgroupPath: "/crtool-x/c"},
+	}}
+	if _, err := cgroups.MountPoint("freezer"); err != nil {
+		md.Mounts[1] = images.ExternalMount{Key: "/sys/fs/cgroup", Kind: images.MountCgroup, Hierarchy: cgroups.Unified, CgroupPath: "/crtool-x/c"}
+	}
+	got, err := mapMounts(md)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 || got[0].GetVal() != "/dev/null" || !strings.HasSuffix(got[1].GetVal(), "/crtool-x/c") {
+		t.Fatalf("mapMounts = %v", got)
+	}
+	md.Mounts = []images.ExternalMount{{Key: "/data", Kind: images.MountBind, Source: "/nonexistent/crtool/volume"}}
+	if _, err := mapMounts(md); err == nil || !strings.Contains(err.Error(), "create it") {
+		t.Fatalf("missing source: %v", err)
+	}
+}
+
+func TestCriuRestoreOptions(t *testing.T) {
+	md := &images.Metadata{Options: images.DumpOptions{FileLocks: true}}
+	ext := []*rpc.ExtMountMap{{Key: proto.String("/a"), Val: proto.String("/b")}}
+	inh := []*rpc.InheritFd{{Key: proto.String("extRootNetNS"), Fd: proto.Int32(4)}}
+	o := criuRestoreOptions(9, "/srv/root", md, Options{TCPEstablished: true}, ext, inh)
+	if o.GetImagesDirFd() != 9 || o.GetRoot() != "/srv/root" || !o.GetTcpEstablished() || !o.GetFileLocks() || !o.GetManageCgroups() {
+		t.Fatalf("options: %v", o)
+	}
+	if len(o.GetExtMnt()) != 1 || len(o.GetInheritFd()) != 1 {
+		t.Fatalf("mounts/descriptors lost: %v", o)
+	}
+}
