@@ -3,6 +3,7 @@ package bench
 import (
 	"bytes"
 	"encoding/json"
+	"github.com/crtool/crtool/internal/testutil"
 	"math"
 	"os"
 	"os/exec"
@@ -254,9 +255,8 @@ func TestOptions(t *testing.T) {
 // TestDataMixMatchesMemhog compiles the workload and compares the memory
 // it fills with the Go copy the compression limits use.
 func TestDataMixMatchesMemhog(t *testing.T) {
-	if _, err := exec.LookPath("gcc"); err != nil {
-		t.Skip("gcc is not installed")
-	}
+	_, err := exec.LookPath("gcc")
+	testutil.Require(t, err == nil, "gcc is not installed")
 	dir := t.TempDir()
 	src := filepath.Join(dir, "memhog.c")
 	if err := os.WriteFile(src, memhogSource, 0o644); err != nil {
@@ -297,9 +297,8 @@ func TestFormats(t *testing.T) {
 // TestLauncherRSS checks that the rusage launcher reports the command's
 // peak, not the benchmark's: exec would carry this test's 128 MiB over.
 func TestLauncherRSS(t *testing.T) {
-	if _, err := exec.LookPath("gcc"); err != nil {
-		t.Skip("gcc is not installed")
-	}
+	_, err := exec.LookPath("gcc")
+	testutil.Require(t, err == nil, "gcc is not installed")
 	ballast := make([]byte, 128<<20)
 	for i := range ballast {
 		ballast[i] = byte(i)

@@ -23,13 +23,7 @@ import (
 var referenceDir = testutil.ReferenceDir()
 
 // podmanArchives are the real checkpoint archives of FORMAT.md section 0.
-var podmanArchives = []string{
-	"bb2-httpd-gzip.tar.gz",
-	"bbloop-criu411-gzip.tar.gz",
-	"nginx-gzip.tar.gz",
-	"nginx-tcp-established-gzip.tar.gz",
-	"nginx-zstd-default.tar.zst",
-}
+var podmanArchives = testutil.PodmanArchives
 
 func referenceArchive(t testing.TB, name string) []byte {
 	t.Helper()

@@ -33,6 +33,16 @@ func RequireRoot(t testing.TB) {
 	Require(t, os.Geteuid() == 0, "test needs root")
 }
 
+// PodmanArchives are the real Podman checkpoint archives under
+// ReferenceDir()/archives (FORMAT.md section 0 there describes them).
+var PodmanArchives = []string{
+	"bb2-httpd-gzip.tar.gz",
+	"bbloop-criu411-gzip.tar.gz",
+	"nginx-gzip.tar.gz",
+	"nginx-tcp-established-gzip.tar.gz",
+	"nginx-zstd-default.tar.zst",
+}
+
 // ReferenceDir is the directory of real Podman checkpoint archives the tests
 // read (never write): $CRTOOL_REFERENCE, else ../shared/reference/podman next
 // to the checkout, else /work/shared/reference/podman. It returns "" when
