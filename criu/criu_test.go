@@ -137,3 +137,41 @@ func TestRunCancelKillsCriu(t *testing.T) {
 		t.Fatalf("error = %v", err)
 	}
 }
+
+func TestVersionCache(t *testing.T) {
+	old := VersionCache
+	defer func() { VersionCache = old }()
+	VersionCache = filepath.Join(t.TempDir(), "criu-version.json")
+	bin := fakeCriu(t, "echo Version: 4.2.1")
+	b, err := Open(context.Background(), bin)
+	if err != nil || b.Version != (Version{4, 2, 1}) {
+		t.Fatalf("first Open: %v %v", b, err)
+	}
+	if _, err := os.Stat(VersionCache); err != nil {
+		t.Fatalf("no cache written: %v", err)
+	}
+	// The same binary is not run again; a changed one is.
+	if err := os.WriteFile(bin+".marker", nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := Open(context.Background(), bin); err != nil || b.Version != (Version{4, 2, 1}) {
+		t.Fatalf("cached Open: %v %v", b, err)
+	}
+	if err := os.WriteFile(bin, []byte("#!/bin/sh\necho Version: 4.1.1\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open(context.Background(), bin); !errors.Is(err, ErrTooOld) {
+		t.Fatalf("a replaced binary was taken from the cache: %v", err)
+	}
+}
+
+func TestMain(m *testing.M) {
+	// Keep the tests' fake binaries out of the host's version cache.
+	dir, err := os.MkdirTemp("", "crtool-criu-test-")
+	if err == nil {
+		VersionCache = filepath.Join(dir, "criu-version.json")
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}

@@ -2,14 +2,18 @@ package criu
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // PrivatePath is where `make deps` installs CRIU when the system's is too
@@ -116,21 +120,74 @@ func Open(ctx context.Context, explicit string) (*Binary, error) {
 	if _, err := os.Stat(path); err != nil {
 		return nil, fmt.Errorf("%w: %s (from %s): %v: run 'make deps' or pass --criu PATH", ErrNotFound, path, source, err)
 	}
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	out, err := exec.CommandContext(ctx, path, "--version").CombinedOutput()
+	v, err := version(ctx, path, source)
 	if err != nil {
-		return nil, fmt.Errorf("run %s --version (from %s): %v: %s", path, source, err, firstLine(string(out)))
-	}
-	v, err := ParseVersion(string(out))
-	if err != nil {
-		return nil, fmt.Errorf("%s (from %s): %w", path, source, err)
+		return nil, err
 	}
 	b := &Binary{Path: path, Source: source, Version: v}
 	if !v.AtLeast(MinVersion) {
 		return b, fmt.Errorf("%w: %s is CRIU %s, crtool needs %s or newer (older CRIU cannot dump TCP/UDP sockets on recent kernels): run 'make deps' or pass --criu PATH", ErrTooOld, path, v, MinVersion)
 	}
 	return b, nil
+}
+
+// VersionCache remembers the version of a CRIU binary by its identity
+// (path, inode, size, mtime), sparing each dump and restore the ~25 ms of
+// running criu --version; "" disables it.
+var VersionCache = "/run/crtool/criu-version.json"
+
+type cachedVersion struct {
+	Path    string  `json:"path"`
+	Ino     uint64  `json:"ino"`
+	Size    int64   `json:"size"`
+	Mtime   int64   `json:"mtime"`
+	Version Version `json:"version"`
+}
+
+// version reports the version of the CRIU binary at path.
+func version(ctx context.Context, path, source string) (Version, error) {
+	id, idErr := identify(path)
+	if idErr == nil && VersionCache != "" {
+		if b, err := os.ReadFile(VersionCache); err == nil {
+			var c cachedVersion
+			if json.Unmarshal(b, &c) == nil && c.Path == id.Path && c.Ino == id.Ino && c.Size == id.Size && c.Mtime == id.Mtime {
+				return c.Version, nil
+			}
+		}
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, path, "--version").CombinedOutput()
+	if err != nil {
+		return Version{}, fmt.Errorf("run %s --version (from %s): %v: %s", path, source, err, firstLine(string(out)))
+	}
+	v, err := ParseVersion(string(out))
+	if err != nil {
+		return Version{}, fmt.Errorf("%s (from %s): %w", path, source, err)
+	}
+	if idErr == nil && VersionCache != "" {
+		id.Version = v
+		if b, err := json.Marshal(id); err == nil && os.MkdirAll(filepath.Dir(VersionCache), 0o700) == nil {
+			tmp := fmt.Sprintf("%s.%d", VersionCache, os.Getpid())
+			if os.WriteFile(tmp, b, 0o600) == nil {
+				_ = os.Rename(tmp, VersionCache)
+			}
+		}
+	}
+	return v, nil
+}
+
+// identify describes the binary path resolves to (a symlink's target).
+func identify(path string) (cachedVersion, error) {
+	real, err := filepath.EvalSymlinks(path)
+	if err != nil {
+		return cachedVersion{}, err
+	}
+	var st unix.Stat_t
+	if err := unix.Stat(real, &st); err != nil {
+		return cachedVersion{}, err
+	}
+	return cachedVersion{Path: real, Ino: st.Ino, Size: st.Size, Mtime: st.Mtim.Nano()}, nil
 }
 
 // Check runs CRIU's own feature check (`criu check`) and returns its output.

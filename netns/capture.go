@@ -600,3 +600,29 @@ func (f *nsFinder) close() {
 		c.ns.Close()
 	}
 }
+
+// AddressesOf lists the addresses (CIDR notation) configured in the
+// namespace at nsPath: the cheap check that a namespace is the one a
+// container had, without a full Capture (whose sysctl survey costs tens of
+// milliseconds).
+func AddressesOf(nsPath string) ([]string, error) {
+	ns, err := openNetns(nsPath)
+	if err != nil {
+		return nil, err
+	}
+	defer ns.Close()
+	h, err := netlink.NewHandleAt(ns, unix.NETLINK_ROUTE)
+	if err != nil {
+		return nil, fmt.Errorf("addresses of %s: netlink: %w", nsPath, err)
+	}
+	defer h.Close()
+	addrs, err := h.AddrList(nil, netlink.FAMILY_ALL)
+	if err != nil {
+		return nil, fmt.Errorf("addresses of %s: %w", nsPath, err)
+	}
+	out := make([]string, 0, len(addrs))
+	for _, a := range addrs {
+		out = append(out, prefixString(a.IPNet))
+	}
+	return out, nil
+}

@@ -73,3 +73,28 @@ func containsFlag(flags []string, f string) bool {
 	}
 	return false
 }
+
+func TestAddressesOf(t *testing.T) {
+	e := newEnv(t)
+	ns, path := e.netns("a")
+	e.ipScript(ns, `
+		link set lo up
+		link add d0 type veth peer name d1
+		addr add 10.201.15.2/24 dev d0
+		addr add fd00:c7:15::2/64 dev d0 nodad`)
+	got, err := AddressesOf(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]bool{"127.0.0.1/8": false, "10.201.15.2/24": false, "fd00:c7:15::2/64": false}
+	for _, a := range got {
+		if _, ok := want[a]; ok {
+			want[a] = true
+		}
+	}
+	for a, seen := range want {
+		if !seen {
+			t.Errorf("AddressesOf lacks %s: %v", a, got)
+		}
+	}
+}

@@ -144,13 +144,13 @@ func hasAddresses(path string, want *netns.Config) error {
 	if want == nil {
 		return nil
 	}
-	have, err := netns.Capture(path)
+	have, err := netns.AddressesOf(path)
 	if err != nil {
 		return err
 	}
 	got := map[string]bool{}
-	for _, a := range have.Addrs {
-		got[a.CIDR] = true
+	for _, a := range have {
+		got[a] = true
 	}
 	var missing []string
 	for _, a := range want.Addrs {
