@@ -136,6 +136,7 @@ type dumper struct {
 	criuLocks []string // CRIU's own lock tables present before the dump
 	fds       []fdInfo
 	network   *netns.Config
+	captured  chan error // the network capture running beside CRIU
 	files     []images.ExternalFile
 	image     imageRef
 	md        *images.Metadata
@@ -299,17 +300,29 @@ func (d *dumper) inspectFrozen(ctx context.Context) error {
 	if err := writeDescriptors(d.wd.Images, d.c.pid, d.fds); err != nil {
 		return err
 	}
-	if d.netns != nil {
-		if d.network, err = netns.Capture(d.netnsPath()); err != nil {
+	if d.netns == nil {
+		return nil
+	}
+	if !d.opts.TCPEstablished {
+		// CRIU would fail on them with a cryptic error: say it first.
+		socks, err := netns.SocketsOf(d.netnsPath())
+		if err != nil {
 			return err
 		}
-		if !d.opts.TCPEstablished {
-			if conns := connections(d.network, d.fds); len(conns) > 0 {
-				s := conns[0]
-				return fmt.Errorf("%w (%s -> %s, %d in all): use --tcp-established or close them", ErrTCPEstablished, s.Local, s.Remote, len(conns))
-			}
+		if conns := connections(&netns.Config{Sockets: socks}, d.fds); len(conns) > 0 {
+			s := conns[0]
+			return fmt.Errorf("%w (%s -> %s, %d in all): use --tcp-established or close them", ErrTCPEstablished, s.Local, s.Remote, len(conns))
 		}
 	}
+	// The full capture reads hundreds of sysctls; it runs while CRIU
+	// dumps, both only reading the frozen namespace.
+	path := d.netnsPath()
+	d.captured = make(chan error, 1)
+	go func() {
+		cfg, err := netns.Capture(path)
+		d.network = cfg
+		d.captured <- err
+	}()
 	return nil
 }
 
@@ -326,7 +339,14 @@ func (d *dumper) checkpoint(ctx context.Context) error {
 		LogPath: d.log,
 	}
 	criuStart := time.Now()
-	if _, err := d.bin.Run(ctx, req); err != nil {
+	_, err = d.bin.Run(ctx, req)
+	if d.captured != nil {
+		if cerr := <-d.captured; cerr != nil && err == nil {
+			err = cerr
+		}
+		d.captured = nil
+	}
+	if err != nil {
 		return fmt.Errorf("dump pid %d: %w", d.c.pid, err)
 	}
 	d.criuTook = time.Since(criuStart)
