@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"encoding/json"
 	"fmt"
+	"github.com/crtool/crtool/internal/units"
 	"io"
 	"path/filepath"
 	"sort"
@@ -247,7 +248,7 @@ func summary(root *node, r *Report) {
 		}
 		src += ", " + r.Source.Compression
 		if r.Sizes.Archive != nil {
-			src += ", " + humanBytes(*r.Sizes.Archive)
+			src += ", " + units.Bytes(*r.Sizes.Archive)
 		}
 		root.add("Archive", src)
 	} else {
@@ -295,21 +296,21 @@ func sizeTree(root *node, r *Report) {
 	s := r.Sizes
 	ckpt := "not read"
 	if s.Checkpoint != nil {
-		ckpt = humanBytes(*s.Checkpoint)
+		ckpt = units.Bytes(*s.Checkpoint)
 	}
 	n := root.add("Checkpoint size", ckpt)
 	switch {
 	case s.MemoryPages != nil:
-		n.add("Memory pages", humanBytes(*s.MemoryPages))
+		n.add("Memory pages", units.Bytes(*s.MemoryPages))
 	case s.MemoryPagesEstimate != nil:
-		n.add("Memory pages", "not read; about "+humanBytes(*s.MemoryPagesEstimate)+" from CRIU's statistics (--sizes reads them)")
+		n.add("Memory pages", "not read; about "+units.Bytes(*s.MemoryPagesEstimate)+" from CRIU's statistics (--sizes reads them)")
 	default:
 		n.add("Memory pages", "not read (--sizes reads them)")
 	}
 	if s.RootfsDiff != nil || s.DeletedFiles > 0 {
 		v := "none"
 		if s.RootfsDiff != nil {
-			v = humanBytes(*s.RootfsDiff)
+			v = units.Bytes(*s.RootfsDiff)
 		}
 		if s.DeletedFiles > 0 {
 			v += fmt.Sprintf(", %d deleted %s", s.DeletedFiles, plural(s.DeletedFiles, "file", "files"))
@@ -456,20 +457,20 @@ func processNode(p Process) *node {
 				addr += " -> " + clean(s.Remote)
 			}
 			if s.InQueue != nil && s.OutQueue != nil {
-				addr += fmt.Sprintf("  (queued: %s in, %s out)", humanBytes(int64(*s.InQueue)), humanBytes(int64(*s.OutQueue)))
+				addr += fmt.Sprintf("  (queued: %s in, %s out)", units.Bytes(int64(*s.InQueue)), units.Bytes(int64(*s.OutQueue)))
 			}
 			sks.row(strconv.FormatUint(uint64(s.Fd), 10), kind, firstOf(s.State, "-"), addr)
 		}
 	}
 	if m := p.Memory; m != nil {
-		v := fmt.Sprintf("%s mapped, %s dumped to %s", humanBytes(int64(m.Mapped)), humanBytes(int64(m.Dumped)), filepath.Base(m.PagesImage))
+		v := fmt.Sprintf("%s mapped, %s dumped to %s", units.Bytes(int64(m.Mapped)), units.Bytes(int64(m.Dumped)), filepath.Base(m.PagesImage))
 		if m.Exe != "" {
 			v += ", exe " + clean(m.Exe)
 		}
 		mem := n.add("Memory", v)
 		mem.style = header
 		for _, v := range m.Mappings {
-			mem.row(v.Start+"-"+v.End, v.Prot, humanBytes(int64(v.Size)), "dumped "+humanBytes(int64(v.Dumped)), clean(v.Name))
+			mem.row(v.Start+"-"+v.End, v.Prot, units.Bytes(int64(v.Size)), "dumped "+units.Bytes(int64(v.Dumped)), clean(v.Name))
 		}
 	}
 	return n
@@ -615,18 +616,6 @@ func shortID(id string) string {
 
 func us(v int64) string {
 	return (time.Duration(v) * time.Microsecond).String()
-}
-
-func humanBytes(n int64) string {
-	switch {
-	case n < 1<<10:
-		return fmt.Sprintf("%d B", n)
-	case n < 1<<20:
-		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
-	case n < 1<<30:
-		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
-	}
-	return fmt.Sprintf("%.2f GiB", float64(n)/(1<<30))
 }
 
 func plural(n int, one, many string) string {

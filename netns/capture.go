@@ -604,21 +604,31 @@ func (f *nsFinder) close() {
 // SocketsOf takes only the TCP and UDP socket inventory of the namespace at
 // nsPath, a few milliseconds where a full Capture takes tens.
 func SocketsOf(nsPath string) ([]Socket, error) {
-	ns, err := openNetns(nsPath)
+	c := &capturer{cfg: &Config{}}
+	err := withHandle(nsPath, unix.NETLINK_INET_DIAG, func(h *netlink.Handle) error {
+		c.h = h
+		return c.sockets()
+	})
 	if err != nil {
-		return nil, err
-	}
-	defer ns.Close()
-	h, err := netlink.NewHandleAt(ns, unix.NETLINK_INET_DIAG)
-	if err != nil {
-		return nil, fmt.Errorf("sockets of %s: netlink: %w", nsPath, err)
-	}
-	defer h.Close()
-	c := &capturer{h: h, cfg: &Config{}}
-	if err := c.sockets(); err != nil {
 		return nil, fmt.Errorf("sockets of %s: %w", nsPath, err)
 	}
 	return c.cfg.Sockets, nil
+}
+
+// withHandle runs fn with a netlink handle of protocol proto opened in the
+// namespace at nsPath.
+func withHandle(nsPath string, proto int, fn func(*netlink.Handle) error) error {
+	ns, err := openNetns(nsPath)
+	if err != nil {
+		return err
+	}
+	defer ns.Close()
+	h, err := netlink.NewHandleAt(ns, proto)
+	if err != nil {
+		return fmt.Errorf("netlink: %w", err)
+	}
+	defer h.Close()
+	return fn(h)
 }
 
 // AddressesOf lists the addresses (CIDR notation) configured in the
@@ -626,23 +636,16 @@ func SocketsOf(nsPath string) ([]Socket, error) {
 // container had, without a full Capture (whose sysctl survey costs tens of
 // milliseconds).
 func AddressesOf(nsPath string) ([]string, error) {
-	ns, err := openNetns(nsPath)
-	if err != nil {
-		return nil, err
-	}
-	defer ns.Close()
-	h, err := netlink.NewHandleAt(ns, unix.NETLINK_ROUTE)
-	if err != nil {
-		return nil, fmt.Errorf("addresses of %s: netlink: %w", nsPath, err)
-	}
-	defer h.Close()
-	addrs, err := h.AddrList(nil, netlink.FAMILY_ALL)
+	var out []string
+	err := withHandle(nsPath, unix.NETLINK_ROUTE, func(h *netlink.Handle) error {
+		addrs, err := h.AddrList(nil, netlink.FAMILY_ALL)
+		for _, a := range addrs {
+			out = append(out, prefixString(a.IPNet))
+		}
+		return err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("addresses of %s: %w", nsPath, err)
-	}
-	out := make([]string, 0, len(addrs))
-	for _, a := range addrs {
-		out = append(out, prefixString(a.IPNet))
 	}
 	return out, nil
 }

@@ -30,6 +30,9 @@ type netPlan struct {
 func planNetwork(md *images.Metadata, opts Options) (p *netPlan, err error) {
 	ns := md.Namespaces["net"]
 	if ns.Shared {
+		if opts.Netns != "" {
+			return nil, fmt.Errorf("%w: the container shared its host's network namespace, so --netns %s does not apply: drop it", ErrConflict, opts.Netns)
+		}
 		return nil, nil
 	}
 	p = &netPlan{}

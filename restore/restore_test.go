@@ -43,3 +43,13 @@ func TestCriuRestoreOptions(t *testing.T) {
 		t.Fatalf("mounts/descriptors lost: %v", o)
 	}
 }
+
+func TestNetnsFlagForHostNetwork(t *testing.T) {
+	md := &images.Metadata{Namespaces: map[string]images.Namespace{"net": {Shared: true}}}
+	if p, err := planNetwork(md, Options{}); p != nil || err != nil {
+		t.Fatalf("host network: %v %v", p, err)
+	}
+	if _, err := planNetwork(md, Options{Netns: "/run/netns/x"}); err == nil || !strings.Contains(err.Error(), "does not apply") {
+		t.Fatalf("--netns with a host-network container: %v", err)
+	}
+}

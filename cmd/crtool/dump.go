@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"github.com/crtool/crtool/internal/units"
 	"time"
 
 	"github.com/crtool/crtool/dump"
@@ -93,7 +94,7 @@ Example:
 				where = "stdout"
 			}
 			fmt.Fprintf(c.App.ErrWriter, "crtool: checkpointed %s (pid %d) into %s (%s, %s): freezing %s, frozen %s, CRIU %s, archive %s, total %s\n",
-				res.Metadata.Container.Name, res.Metadata.Container.PID, where, comp, humanBytes(res.Size),
+				res.Metadata.Container.Name, res.Metadata.Container.PID, where, comp, archiveSize(res.Size),
 				us(s.FreezingTime), us(s.FrozenTime), us(s.CRIUTime), us(s.WriteTime), us(s.TotalTime))
 			return nil
 		},
@@ -115,16 +116,10 @@ func us(v int64) string {
 	return (time.Duration(v) * time.Microsecond).Round(10 * time.Microsecond).String()
 }
 
-func humanBytes(n int64) string {
-	switch {
-	case n <= 0:
+// archiveSize is the archive's size, or "streamed" when it went to stdout.
+func archiveSize(n int64) string {
+	if n <= 0 {
 		return "streamed"
-	case n < 1<<10:
-		return fmt.Sprintf("%d B", n)
-	case n < 1<<20:
-		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
-	case n < 1<<30:
-		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
 	}
-	return fmt.Sprintf("%.2f GiB", float64(n)/(1<<30))
+	return units.Bytes(n)
 }
