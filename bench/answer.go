@@ -8,7 +8,7 @@ import (
 	"strings"
 	"time"
 
-	crnetns "github.com/crtool/crtool/netns"
+	
 )
 
 // WorkloadPort is where both workloads listen, inside their namespace.
@@ -18,7 +18,7 @@ const WorkloadPort = 7000
 // its reply.
 func askOnce(nsPath string, w Workload) error {
 	var conn net.Conn
-	err := crnetns.Do(nsPath, func() error {
+	err := network.Do(nsPath, func() error {
 		var err error
 		conn, err = net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", WorkloadPort), time.Second)
 		return err

@@ -86,8 +86,8 @@ func measureMachine(ctx context.Context, dir string, logf func(string, ...any)) 
 		{"zstd default level, 1 encoder", "zstd_1", 1, zstdSize},
 		{fmt.Sprintf("zstd default level, %d encoders, concurrent blocks", cores), "zstd_all", cores, zstdSize},
 		{fmt.Sprintf("zstd default level, %d encoders, no concurrent blocks", cores), "zstd_all_async", cores, zstdAsyncSize},
-		{"gzip as crtool writes it", "crtool_gzip", cores, crtoolSize(images.Gzip)},
-		{"zstd as crtool writes it", "crtool_zstd", cores, crtoolSize(images.Zstd)},
+		{"gzip as crtool writes it", "crtool_gzip", cores, crtoolSize(archive.Gzip)},
+		{"zstd as crtool writes it", "crtool_zstd", cores, crtoolSize(archive.Zstd)},
 	}
 	for _, c := range codecs {
 		if err := ctx.Err(); err != nil {
@@ -271,10 +271,10 @@ func zstdAsyncSize(data []byte, workers int) (int, error) {
 }
 
 // crtoolSize compresses with crtool's own compressor settings.
-func crtoolSize(c images.Compression) func([]byte, int) (int, error) {
+func crtoolSize(c archive.Compression) func([]byte, int) (int, error) {
 	return func(data []byte, _ int) (int, error) {
 		var cw countWriter
-		w, err := images.NewCompressor(c, &cw, 0)
+		w, err := archive.NewCompressor(c, &cw, 0)
 		if err != nil {
 			return 0, err
 		}

@@ -23,7 +23,7 @@ type container struct {
 	cgroups    cgroups.Set
 	freezerDir string
 	root       string
-	namespaces map[string]images.Namespace
+	namespaces map[string]format.Namespace
 	runtime    runtimeState
 }
 
@@ -164,8 +164,8 @@ func commOf(pid int) string {
 }
 
 // namespaces records the namespaces of pid and whether crtool shares them.
-func namespaces(pid int) (map[string]images.Namespace, error) {
-	out := map[string]images.Namespace{}
+func namespaces(pid int) (map[string]format.Namespace, error) {
+	out := map[string]format.Namespace{}
 	for _, t := range nsTypes {
 		var theirs, ours unix.Stat_t
 		if err := unix.Stat(fmt.Sprintf("/proc/%d/ns/%s", pid, t), &theirs); err != nil {
@@ -177,7 +177,7 @@ func namespaces(pid int) (map[string]images.Namespace, error) {
 		if err := unix.Stat("/proc/self/ns/"+t, &ours); err != nil {
 			return nil, fmt.Errorf("own namespace %s: %w", t, err)
 		}
-		ns := images.Namespace{Inode: theirs.Ino, Shared: theirs.Ino == ours.Ino && theirs.Dev == ours.Dev}
+		ns := format.Namespace{Inode: theirs.Ino, Shared: theirs.Ino == ours.Ino && theirs.Dev == ours.Dev}
 		if t == "net" && !ns.Shared {
 			ns.Path = namedNetns(theirs)
 		}

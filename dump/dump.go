@@ -36,7 +36,7 @@ var Version = "dev"
 type Options struct {
 	PID            int
 	Output         string // archive path, or "-" for stdout
-	Compression    images.Compression
+	Compression    archive.Compression
 	LeaveRunning   bool
 	TCPEstablished bool
 	KeepImages     string // copy CRIU's images here after a successful dump
@@ -63,7 +63,7 @@ type Options struct {
 type Result struct {
 	Path     string
 	Size     int64
-	Metadata *images.Metadata
+	Metadata *format.Metadata
 	// CRIU is CRIU's own statistics of the dump (its stats-dump).
 	CRIU *stats.DumpStatsEntry
 }
@@ -120,7 +120,7 @@ type dumper struct {
 	bin      *criu.Binary
 	c        *container
 	mounts   *mountTable
-	ext      []images.ExternalMount
+	ext      []format.ExternalMount
 	spec     []byte
 	wd       *workdir.Dir
 	log      string
@@ -132,14 +132,14 @@ type dumper struct {
 	// be unlocked and cleaned after its processes are gone; nil when the
 	// container shares the host's.
 	netns     *os.File
-	lock      *netns.Lock
+	lock      *network.Lock
 	criuLocks []string // CRIU's own lock tables present before the dump
 	fds       []fdInfo
-	network   *netns.Config
+	network   *format.Config
 	captured  chan error // the network capture running beside CRIU
-	files     []images.ExternalFile
+	files     []format.ExternalFile
 	image     imageRef
-	md        *images.Metadata
+	md        *format.Metadata
 
 	start, frozenAt      time.Time
 	freezeTook, criuTook time.Duration
@@ -212,11 +212,11 @@ func (d *dumper) prepare(ctx context.Context) (err error) {
 		if d.netns, err = os.Open(fmt.Sprintf("/proc/%d/ns/net", c.pid)); err != nil {
 			return fmt.Errorf("network namespace of pid %d: %w", c.pid, err)
 		}
-		if d.criuLocks, err = netns.Tables(d.netnsPath(), netns.CRIUTablePrefix); err != nil {
+		if d.criuLocks, err = network.Tables(d.netnsPath(), network.CRIUTablePrefix); err != nil {
 			return err
 		}
 	}
-	if d.wd, err = workdir.New(d.opts.WorkDir, "crtool-dump-", images.CheckpointDir); err != nil {
+	if d.wd, err = workdir.New(d.opts.WorkDir, "crtool-dump-", format.CheckpointDir); err != nil {
 		return err
 	}
 	d.log = d.wd.Log("dump.log")
@@ -238,7 +238,7 @@ func (d *dumper) freeze(ctx context.Context) error {
 	if d.opts.TCPEstablished && d.netns != nil {
 		// The lock comes first: once CRIU has dumped the connections, the
 		// kernel must not acknowledge anything more for them.
-		lock, err := netns.LockNamespace(d.netnsPath(), lockID(d.c))
+		lock, err := network.LockNamespace(d.netnsPath(), lockID(d.c))
 		if err != nil {
 			return err
 		}
@@ -266,10 +266,10 @@ func (d *dumper) unlock() {
 	if d.netns == nil {
 		return
 	}
-	now, _ := netns.Tables(d.netnsPath(), netns.CRIUTablePrefix)
+	now, _ := network.Tables(d.netnsPath(), network.CRIUTablePrefix)
 	for _, t := range now {
 		if !slices.Contains(d.criuLocks, t) {
-			_ = netns.DeleteTable(d.netnsPath(), t)
+			_ = network.DeleteTable(d.netnsPath(), t)
 		}
 	}
 }
@@ -305,11 +305,11 @@ func (d *dumper) inspectFrozen(ctx context.Context) error {
 	}
 	if !d.opts.TCPEstablished {
 		// CRIU would fail on them with a cryptic error: say it first.
-		socks, err := netns.SocketsOf(d.netnsPath())
+		socks, err := network.SocketsOf(d.netnsPath())
 		if err != nil {
 			return err
 		}
-		if conns := connections(&netns.Config{Sockets: socks}, d.fds); len(conns) > 0 {
+		if conns := connections(&format.Config{Sockets: socks}, d.fds); len(conns) > 0 {
 			s := conns[0]
 			return fmt.Errorf("%w (%s -> %s, %d in all): use --tcp-established or close them", ErrTCPEstablished, s.Local, s.Remote, len(conns))
 		}
@@ -319,7 +319,7 @@ func (d *dumper) inspectFrozen(ctx context.Context) error {
 	path := d.netnsPath()
 	d.captured = make(chan error, 1)
 	go func() {
-		cfg, err := netns.Capture(path)
+		cfg, err := network.Capture(path)
 		d.network = cfg
 		d.captured <- err
 	}()
@@ -371,12 +371,12 @@ func (d *dumper) pack(ctx context.Context) (err error) {
 	if err := d.rootfsChanges(ctx); err != nil {
 		return err
 	}
-	if err := images.WriteMetadata(d.wd.Path, md); err != nil {
+	if err := format.WriteMetadata(d.wd.Path, md); err != nil {
 		return err
 	}
 	writeStart := time.Now()
 	bar := progress.New(d.opts.Progress, "writing "+filepath.Base(d.opts.Output))
-	_, err = images.WriteFileWith(ctx, d.opts.Output, d.wd.Path, images.WriteOptions{Compression: d.opts.Compression, Progress: bar.Update})
+	_, err = images.WriteFileWith(ctx, d.opts.Output, d.wd.Path, archive.WriteOptions{Compression: d.opts.Compression, Progress: bar.Update})
 	bar.Done()
 	if err != nil {
 		return fmt.Errorf("write %s: %w", d.opts.Output, err)
@@ -437,14 +437,14 @@ func (d *dumper) stop() error {
 		unix.Close(fd)
 	}
 	if d.opts.TCPEstablished && d.network != nil {
-		if n, derr := netns.DestroyTCP(d.netnsPath(), d.network.Sockets); derr != nil {
+		if n, derr := network.DestroyTCP(d.netnsPath(), d.network.Sockets); derr != nil {
 			d.opts.logf("%v", derr)
 		} else if n > 0 {
 			d.opts.logf("destroyed %d leftover TCP sockets", n)
 		}
 		// The namespace may be deleted next, and the kernel unhooks the
 		// lock before it removes the links: take them down meanwhile.
-		if qerr := netns.Quiesce(d.netnsPath(), d.network); qerr != nil {
+		if qerr := network.Quiesce(d.netnsPath(), d.network); qerr != nil {
 			d.opts.logf("%v", qerr)
 		}
 	}
@@ -452,32 +452,32 @@ func (d *dumper) stop() error {
 }
 
 // metadata builds crtool.json and config.dump.
-func (d *dumper) metadata() (*images.Metadata, []byte, error) {
+func (d *dumper) metadata() (*format.Metadata, []byte, error) {
 	c, opts := d.c, d.opts
 	hostname, _ := os.Hostname()
 	id, name := containerIdentity(c, opts.Name, hostname)
-	md := &images.Metadata{
-		Version:     images.MetadataVersion,
+	md := &format.Metadata{
+		Version:     format.MetadataVersion,
 		CreatedBy:   "crtool " + Version,
 		Checkpoint:  time.Now().UTC(),
 		Hostname:    hostname,
 		Kernel:      kernelRelease(),
 		CRIUVersion: d.bin.Version.String(),
-		Container: images.ContainerInfo{
+		Container: format.ContainerInfo{
 			ID: id, Name: name, Runtime: c.runtime.Name, Bundle: c.runtime.Bundle,
 			Root: c.root, PID: c.pid, Image: d.image.Name, ImageID: d.image.ID,
 		},
-		Cgroups: images.CgroupInfo{
+		Cgroups: format.CgroupInfo{
 			Layout: string(cgroups.DetectLayout()), Paths: c.cgroups, Freezer: c.freezerDir,
 		},
 		Namespaces: c.namespaces,
 		Mounts:     d.ext,
 		Files:      d.files,
 		Network:    d.network,
-		Options: images.DumpOptions{
+		Options: format.DumpOptions{
 			LeaveRunning: opts.LeaveRunning, TCPEstablished: opts.TCPEstablished, FileLocks: true,
 		},
-		Stats: images.DumpStats{
+		Stats: format.DumpStats{
 			FreezingTime: d.freezeTook.Microseconds(),
 			FrozenTime:   d.frozenSoFar().Microseconds(),
 			CRIUTime:     d.criuTook.Microseconds(),
@@ -503,7 +503,7 @@ func (d *dumper) metadata() (*images.Metadata, []byte, error) {
 
 // criuStats reads CRIU's statistics of the dump from the staging directory.
 func (d *dumper) criuStats() *stats.DumpStatsEntry {
-	msgs, err := images.DecodeImageFile(filepath.Join(d.wd.Path, images.StatsDumpFile), images.StatsImage)
+	msgs, err := images.DecodeImageFile(filepath.Join(d.wd.Path, format.StatsDumpFile), criuimg.Stats)
 	if err != nil || len(msgs) == 0 {
 		return nil
 	}
@@ -525,7 +525,7 @@ func lockID(c *container) string {
 }
 
 // criuDumpOptions builds CRIU's dump request.
-func criuDumpOptions(c *container, imgFd int32, mounts []images.ExternalMount, files []images.ExternalFile, o Options) *rpc.CriuOpts {
+func criuDumpOptions(c *container, imgFd int32, mounts []format.ExternalMount, files []format.ExternalFile, o Options) *rpc.CriuOpts {
 	opts := &rpc.CriuOpts{
 		ImagesDirFd: proto.Int32(imgFd),
 		Pid:         proto.Int32(int32(c.pid)),
@@ -546,7 +546,7 @@ func criuDumpOptions(c *container, imgFd int32, mounts []images.ExternalMount, f
 		opts.External = append(opts.External, fmt.Sprintf("net[%d]:%s", ns.Inode, NetnsKey))
 	}
 	for _, f := range files {
-		if f.Kind == images.FileReg {
+		if f.Kind == format.FileReg {
 			opts.External = append(opts.External, f.Key)
 		}
 	}
@@ -563,30 +563,30 @@ const DefaultPodmanNetwork = "podman"
 const NetnsKey = "extRootNetNS"
 
 // stageMetadata writes the Podman-layout members next to the images.
-func stageMetadata(stage, imgDir string, specJSON, cfgJSON []byte, network *netns.Config, podmanNetwork string) error {
-	if err := os.WriteFile(filepath.Join(stage, images.SpecDumpFile), specJSON, 0o600); err != nil {
-		return fmt.Errorf("write %s: %w", images.SpecDumpFile, err)
+func stageMetadata(stage, imgDir string, specJSON, cfgJSON []byte, network *format.Config, podmanNetwork string) error {
+	if err := os.WriteFile(filepath.Join(stage, format.SpecDumpFile), specJSON, 0o600); err != nil {
+		return fmt.Errorf("write %s: %w", format.SpecDumpFile, err)
 	}
-	if err := os.WriteFile(filepath.Join(stage, images.ConfigDumpFile), cfgJSON, 0o600); err != nil {
-		return fmt.Errorf("write %s: %w", images.ConfigDumpFile, err)
+	if err := os.WriteFile(filepath.Join(stage, format.ConfigDumpFile), cfgJSON, 0o600); err != nil {
+		return fmt.Errorf("write %s: %w", format.ConfigDumpFile, err)
 	}
 	status := []byte("{}")
 	if network != nil {
-		b, err := json.MarshalIndent(netns.ToPodmanStatus(network, podmanNetwork), "", "  ")
+		b, err := json.MarshalIndent(podman.NetworkStatus(network, podmanNetwork), "", "  ")
 		if err != nil {
-			return fmt.Errorf("encode %s: %w", images.NetworkStatusFile, err)
+			return fmt.Errorf("encode %s: %w", format.NetworkStatusFile, err)
 		}
 		status = b
 	}
-	if err := os.WriteFile(filepath.Join(stage, images.NetworkStatusFile), status, 0o600); err != nil {
-		return fmt.Errorf("write %s: %w", images.NetworkStatusFile, err)
+	if err := os.WriteFile(filepath.Join(stage, format.NetworkStatusFile), status, 0o600); err != nil {
+		return fmt.Errorf("write %s: %w", format.NetworkStatusFile, err)
 	}
 	// CRIU writes its statistics into its work directory; Podman keeps
 	// them at the top of the archive.
-	stats := filepath.Join(imgDir, images.StatsDumpFile)
+	stats := filepath.Join(imgDir, format.StatsDumpFile)
 	if _, err := os.Stat(stats); err == nil {
-		if err := os.Rename(stats, filepath.Join(stage, images.StatsDumpFile)); err != nil {
-			return fmt.Errorf("move %s: %w", images.StatsDumpFile, err)
+		if err := os.Rename(stats, filepath.Join(stage, format.StatsDumpFile)); err != nil {
+			return fmt.Errorf("move %s: %w", format.StatsDumpFile, err)
 		}
 	}
 	return nil

@@ -51,12 +51,12 @@ func TestClassifyMounts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []images.ExternalMount{
-		{Key: "/data", Kind: images.MountBind, Source: "/srv/data", FSType: "ext4"},
-		{Key: "/proc/kcore", Kind: images.MountBind, Source: "/dev/null", FSType: "devtmpfs"},
-		{Key: "/sys/fs/cgroup/cpu", Kind: images.MountCgroup, Source: "/sys/fs/cgroup/cpu/crtexp/c1", Hierarchy: "cpu", CgroupPath: "/crtexp/c1", FSType: "cgroup"},
-		{Key: "/sys/fs/cgroup/systemd", Kind: images.MountCgroup, Source: "/sys/fs/cgroup/systemd/crtexp/c1", Hierarchy: "name=systemd", CgroupPath: "/crtexp/c1", FSType: "cgroup"},
-		{Key: "/sys/fs/cgroup/unified", Kind: images.MountCgroup, Source: "/sys/fs/cgroup/unified/crtexp/c1", Hierarchy: "", CgroupPath: "/crtexp/c1", FSType: "cgroup2"},
+	want := []format.ExternalMount{
+		{Key: "/data", Kind: format.MountBind, Source: "/srv/data", FSType: "ext4"},
+		{Key: "/proc/kcore", Kind: format.MountBind, Source: "/dev/null", FSType: "devtmpfs"},
+		{Key: "/sys/fs/cgroup/cpu", Kind: format.MountCgroup, Source: "/sys/fs/cgroup/cpu/crtexp/c1", Hierarchy: "cpu", CgroupPath: "/crtexp/c1", FSType: "cgroup"},
+		{Key: "/sys/fs/cgroup/systemd", Kind: format.MountCgroup, Source: "/sys/fs/cgroup/systemd/crtexp/c1", Hierarchy: "name=systemd", CgroupPath: "/crtexp/c1", FSType: "cgroup"},
+		{Key: "/sys/fs/cgroup/unified", Kind: format.MountCgroup, Source: "/sys/fs/cgroup/unified/crtexp/c1", Hierarchy: "", CgroupPath: "/crtexp/c1", FSType: "cgroup2"},
 	}
 	if len(got) != len(want) {
 		t.Fatalf("got %d external mounts %+v, want %d", len(got), got, len(want))
@@ -93,12 +93,12 @@ func TestCriuDumpOptions(t *testing.T) {
 	c := &container{
 		pid:        4242,
 		freezerDir: "/sys/fs/cgroup/freezer/ctr",
-		namespaces: map[string]images.Namespace{"net": {Inode: 4026532290}, "mnt": {Inode: 1}},
+		namespaces: map[string]format.Namespace{"net": {Inode: 4026532290}, "mnt": {Inode: 1}},
 	}
-	mounts := []images.ExternalMount{{Key: "/sys/fs/cgroup/cpu", Kind: images.MountCgroup}}
-	files := []images.ExternalFile{
-		{Key: "file[1a:9845b2]", Kind: images.FileReg},
-		{Key: "pipe:[123]", Kind: images.FilePipe},
+	mounts := []format.ExternalMount{{Key: "/sys/fs/cgroup/cpu", Kind: format.MountCgroup}}
+	files := []format.ExternalFile{
+		{Key: "file[1a:9845b2]", Kind: format.FileReg},
+		{Key: "pipe:[123]", Kind: format.FilePipe},
 	}
 	o := criuDumpOptions(c, 7, mounts, files, Options{TCPEstablished: true})
 	if o.GetPid() != 4242 || o.GetImagesDirFd() != 7 || o.GetFreezeCgroup() != c.freezerDir {
@@ -119,7 +119,7 @@ func TestCriuDumpOptions(t *testing.T) {
 	if len(o.GetExtMnt()) != 1 || o.GetExtMnt()[0].GetKey() != "/sys/fs/cgroup/cpu" {
 		t.Fatalf("ext mounts = %v", o.GetExtMnt())
 	}
-	c.namespaces["net"] = images.Namespace{Inode: 9, Shared: true}
+	c.namespaces["net"] = format.Namespace{Inode: 9, Shared: true}
 	if o := criuDumpOptions(c, 7, nil, nil, Options{}); len(o.GetExternal()) != 0 {
 		t.Fatalf("host network namespace marked external: %v", o.GetExternal())
 	}

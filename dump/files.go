@@ -26,15 +26,15 @@ type fdInfo struct {
 // files on mounts the container does not have (a log file on the host,
 // the host's /dev/null). CRIU needs the files named as external at dump, and
 // restore hands it a replacement for each.
-func externalFiles(fds []fdInfo, mountIDs map[int]bool) ([]images.ExternalFile, error) {
+func externalFiles(fds []fdInfo, mountIDs map[int]bool) ([]format.ExternalFile, error) {
 	type pipeEnds struct {
 		read, write bool
-		users       []images.FdRef
+		users       []format.FdRef
 		flags       int
 	}
 	pipes := map[string]*pipeEnds{}
 	var pipeOrder []string
-	var files []images.ExternalFile
+	var files []format.ExternalFile
 	fileIdx := map[string]int{}
 	{
 		for _, f := range fds {
@@ -51,7 +51,7 @@ func externalFiles(fds []fdInfo, mountIDs map[int]bool) ([]images.ExternalFile, 
 				} else {
 					p.read = true
 				}
-				p.users = append(p.users, images.FdRef{PID: f.pid, Fd: f.fd})
+				p.users = append(p.users, format.FdRef{PID: f.pid, Fd: f.fd})
 			case strings.HasPrefix(f.target, "/"):
 				if mountIDs[f.mntID] {
 					continue
@@ -68,24 +68,24 @@ func externalFiles(fds []fdInfo, mountIDs map[int]bool) ([]images.ExternalFile, 
 				}
 				key := fmt.Sprintf("file[%x:%x]", f.mntID, st.Ino)
 				if i, ok := fileIdx[key]; ok {
-					files[i].Users = append(files[i].Users, images.FdRef{PID: f.pid, Fd: f.fd})
+					files[i].Users = append(files[i].Users, format.FdRef{PID: f.pid, Fd: f.fd})
 					continue
 				}
 				fileIdx[key] = len(files)
-				files = append(files, images.ExternalFile{
-					Key: key, Kind: images.FileReg, Path: f.target, Flags: f.flags,
-					Users: []images.FdRef{{PID: f.pid, Fd: f.fd}},
+				files = append(files, format.ExternalFile{
+					Key: key, Kind: format.FileReg, Path: f.target, Flags: f.flags,
+					Users: []format.FdRef{{PID: f.pid, Fd: f.fd}},
 				})
 			}
 		}
 	}
-	var out []images.ExternalFile
+	var out []format.ExternalFile
 	for _, k := range pipeOrder {
 		p := pipes[k]
 		if p.read && p.write {
 			continue // both ends inside: CRIU restores the pair itself
 		}
-		out = append(out, images.ExternalFile{Key: k, Kind: images.FilePipe, Flags: p.flags, Users: p.users})
+		out = append(out, format.ExternalFile{Key: k, Kind: format.FilePipe, Flags: p.flags, Users: p.users})
 	}
 	out = append(out, files...)
 	sort.SliceStable(out, func(i, j int) bool { return out[i].Key < out[j].Key })

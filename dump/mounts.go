@@ -64,7 +64,7 @@ func rootPath(t *mountTable) (string, error) {
 // bind mounts of host files and directories (volumes, masked paths bound
 // from the host's /dev/null) and cgroup hierarchies. CRIU refuses to dump
 // them unless told they are external, and restore must bind them again.
-func externalMounts(t *mountTable) ([]images.ExternalMount, error) {
+func externalMounts(t *mountTable) ([]format.ExternalMount, error) {
 	host, err := mountinfo.GetMounts(nil)
 	if err != nil {
 		return nil, fmt.Errorf("host mounts: %w", err)
@@ -74,20 +74,20 @@ func externalMounts(t *mountTable) ([]images.ExternalMount, error) {
 
 // classifyMounts is externalMounts against a given host mount table; exists
 // reports whether a host path exists.
-func classifyMounts(t *mountTable, host []*mountinfo.Info, exists func(string) bool) ([]images.ExternalMount, error) {
-	var out []images.ExternalMount
+func classifyMounts(t *mountTable, host []*mountinfo.Info, exists func(string) bool) ([]format.ExternalMount, error) {
+	var out []format.ExternalMount
 	for _, m := range t.mounts {
 		if m == t.root || reachableInside(t, m) || !sameDevice(host, m) {
 			continue
 		}
-		em := images.ExternalMount{Key: m.Mountpoint, Kind: images.MountBind, FSType: m.FSType}
+		em := format.ExternalMount{Key: m.Mountpoint, Kind: format.MountBind, FSType: m.FSType}
 		if m.FSType == "cgroup" || m.FSType == "cgroup2" {
-			em.Kind = images.MountCgroup
+			em.Kind = format.MountCgroup
 			em.Hierarchy = hierarchyOf(m)
 			em.CgroupPath = m.Root
 		}
 		em.Source = hostPath(host, m, exists)
-		if em.Source == "" && em.Kind == images.MountBind {
+		if em.Source == "" && em.Kind == format.MountBind {
 			return nil, fmt.Errorf("mount %s (%s %s:%d:%d%s): %w: its source is not visible from the host", m.Mountpoint, m.FSType, m.Source, m.Major, m.Minor, m.Root, ErrUnsupported)
 		}
 		out = append(out, em)

@@ -21,7 +21,7 @@ import (
 // specFor returns the OCI runtime spec of the container: the bundle's
 // config.json when a runtime recorded one, else a spec synthesized from
 // /proc so that spec.dump is always a full spec.
-func specFor(c *container, t *mountTable, ext []images.ExternalMount) (*specs.Spec, []byte, error) {
+func specFor(c *container, t *mountTable, ext []format.ExternalMount) (*specs.Spec, []byte, error) {
 	if c.runtime.Bundle != "" {
 		b, err := os.ReadFile(filepath.Join(c.runtime.Bundle, "config.json"))
 		if err == nil {
@@ -53,7 +53,7 @@ var nsSpecType = map[string]specs.LinuxNamespaceType{
 	"user": specs.UserNamespace, "time": specs.TimeNamespace,
 }
 
-func synthesizeSpec(c *container, t *mountTable, ext []images.ExternalMount) (*specs.Spec, error) {
+func synthesizeSpec(c *container, t *mountTable, ext []format.ExternalMount) (*specs.Spec, error) {
 	pid := c.pid
 	st, err := readStatus(pid)
 	if err != nil {
@@ -94,7 +94,7 @@ func synthesizeSpec(c *container, t *mountTable, ext []images.ExternalMount) (*s
 	if h, err := hostnameOf(pid); err == nil {
 		s.Hostname = h
 	}
-	extByKey := map[string]images.ExternalMount{}
+	extByKey := map[string]format.ExternalMount{}
 	for _, e := range ext {
 		extByKey[e.Key] = e
 	}
@@ -103,7 +103,7 @@ func synthesizeSpec(c *container, t *mountTable, ext []images.ExternalMount) (*s
 			continue
 		}
 		sm := specs.Mount{Destination: m.Mountpoint, Type: m.FSType, Source: m.Source, Options: strings.Split(m.Options, ",")}
-		if e, ok := extByKey[m.Mountpoint]; ok && e.Kind == images.MountBind {
+		if e, ok := extByKey[m.Mountpoint]; ok && e.Kind == format.MountBind {
 			sm.Type, sm.Source = "bind", e.Source
 			sm.Options = append([]string{"rbind"}, sm.Options...)
 		}

@@ -13,14 +13,14 @@ import (
 // connections returns the TCP sockets of the captured namespace that are
 // connected (not listening, not closed) and held by the container's
 // processes.
-func connections(cfg *netns.Config, fds []fdInfo) []netns.Socket {
+func connections(cfg *format.Config, fds []fdInfo) []format.Socket {
 	held := map[uint32]bool{}
 	for _, f := range fds {
 		if ino, ok := socketInode(f.target); ok {
 			held[ino] = true
 		}
 	}
-	var out []netns.Socket
+	var out []format.Socket
 	for _, s := range cfg.Sockets {
 		if s.Proto == "tcp" && s.State != "LISTEN" && s.State != "CLOSE" && held[s.Inode] {
 			out = append(out, s)
@@ -43,7 +43,7 @@ func socketInode(target string) (uint32, bool) {
 // vanishes without sending a FIN or a reset, so killing the processes
 // leaves nothing for the peer to see. The caller closes the returned
 // descriptors once the processes are gone.
-func repairTCP(conns []netns.Socket, fds []fdInfo) ([]int, error) {
+func repairTCP(conns []format.Socket, fds []fdInfo) ([]int, error) {
 	want := map[uint32]bool{}
 	for _, s := range conns {
 		want[s.Inode] = true

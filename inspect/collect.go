@@ -106,9 +106,9 @@ func report(c *contents, path string, archiveSize *int64, opts Options) (*Report
 
 // build turns what was read into the report, one section at a time.
 func build(c *contents, path string, archiveSize *int64, opts Options) (*Report, error) {
-	if c.kind == SourceArchive && !c.has(images.MetadataFile) && !c.has(images.ConfigDumpFile) && !c.has(checkpointPrefix+"inventory.img") {
+	if c.kind == SourceArchive && !c.has(format.MetadataFile) && !c.has(format.ConfigDumpFile) && !c.has(checkpointPrefix+"inventory.img") {
 		return nil, fmt.Errorf("%w: no %s, %s or %s/inventory.img in the archive", ErrNotCheckpoint,
-			images.MetadataFile, images.ConfigDumpFile, images.CheckpointDir)
+			format.MetadataFile, format.ConfigDumpFile, format.CheckpointDir)
 	}
 	r := &Report{Source: Source{Path: path, Kind: c.kind, Compression: c.compression, Complete: c.stoppedAt == "", StoppedAt: c.stoppedAt}}
 	md, err := readMetadata(c)
@@ -186,7 +186,7 @@ type bindMount struct {
 
 // metadata is the decoded JSON members; each is nil when absent.
 type metadata struct {
-	crtool      *images.Metadata
+	crtool      *format.Metadata
 	config      *configDump
 	spec        *specs.Spec
 	netStatus   podmanStatus
@@ -197,10 +197,10 @@ type metadata struct {
 
 func readMetadata(c *contents) (*metadata, error) {
 	md := &metadata{}
-	if b, ok := c.data(images.MetadataFile); ok {
-		m, err := images.ParseMetadata(b)
+	if b, ok := c.data(format.MetadataFile); ok {
+		m, err := format.ParseMetadata(b)
 		if err != nil {
-			return nil, memberErr(images.MetadataFile, fmt.Errorf("%w: %w", ErrCorruptMetadata, err))
+			return nil, memberErr(format.MetadataFile, fmt.Errorf("%w: %w", ErrCorruptMetadata, err))
 		}
 		md.crtool = m
 	}
@@ -208,12 +208,12 @@ func readMetadata(c *contents) (*metadata, error) {
 		name string
 		dst  any
 	}{
-		{images.ConfigDumpFile, &md.config},
-		{images.SpecDumpFile, &md.spec},
-		{images.NetworkStatusFile, &md.netStatus},
-		{images.BindMountsFile, &md.bindMounts},
-		{images.DeletedFilesFile, &md.deleted},
-		{checkpointPrefix + images.DescriptorsFile, &md.descriptors},
+		{format.ConfigDumpFile, &md.config},
+		{format.SpecDumpFile, &md.spec},
+		{format.NetworkStatusFile, &md.netStatus},
+		{format.BindMountsFile, &md.bindMounts},
+		{format.DeletedFilesFile, &md.deleted},
+		{checkpointPrefix + format.DescriptorsFile, &md.descriptors},
 	}
 	for _, f := range fields {
 		b, ok := c.data(f.name)
@@ -258,7 +258,7 @@ func container(c *contents, md *metadata, opts Options) Container {
 		ct.Engine = EngineCrtool
 	case ct.Manager == managerPodman:
 		ct.Engine = EnginePodman
-	case ct.Manager == managerCRIO || c.has(images.BindMountsFile):
+	case ct.Manager == managerCRIO || c.has(format.BindMountsFile):
 		ct.Engine = EngineCRIO
 	case ann[annotationCRIName] != "":
 		ct.Engine = EngineContainerd
@@ -275,7 +275,7 @@ func container(c *contents, md *metadata, opts Options) Container {
 		}
 		ct.Created = timePtr(cfg.CreatedTime)
 		if t := timePtr(cfg.CheckpointedTime); t != nil {
-			ct.Checkpointed, ct.CheckpointedFrom = t, images.ConfigDumpFile
+			ct.Checkpointed, ct.CheckpointedFrom = t, format.ConfigDumpFile
 		}
 	}
 	switch ct.Engine {
@@ -304,7 +304,7 @@ func container(c *contents, md *metadata, opts Options) Container {
 			ct.Command = m.Container.Command
 		}
 		if t := timePtr(m.Checkpoint); t != nil {
-			ct.Checkpointed, ct.CheckpointedFrom = t, images.MetadataFile
+			ct.Checkpointed, ct.CheckpointedFrom = t, format.MetadataFile
 		}
 	}
 	if ct.Checkpointed == nil {
@@ -351,7 +351,7 @@ func address(md *metadata, ip string) (string, string) {
 	return ip, ""
 }
 
-func crtoolInfo(m *images.Metadata) *Crtool {
+func crtoolInfo(m *format.Metadata) *Crtool {
 	ct := &Crtool{
 		CreatedBy:       m.CreatedBy,
 		MetadataVersion: m.Version,
@@ -389,7 +389,7 @@ func crtoolInfo(m *images.Metadata) *Crtool {
 	return ct
 }
 
-func externalFiles(m *images.Metadata) []External {
+func externalFiles(m *format.Metadata) []External {
 	var out []External
 	for _, f := range m.Files {
 		e := External{Key: f.Key, Kind: f.Kind, Path: f.Path, Users: []string{}}
@@ -424,16 +424,16 @@ func criuInfo(c *contents, r *Report) error {
 			r.CRIU.LSM = lsmNames[inv.GetLsmtype()]
 		}
 	}
-	if !c.has(images.StatsDumpFile) {
+	if !c.has(format.StatsDumpFile) {
 		return nil
 	}
-	msg, err := c.firstEntry(images.StatsDumpFile, statsImage)
+	msg, err := c.firstEntry(format.StatsDumpFile, statsImage)
 	if err != nil {
 		return err
 	}
 	d := msg.(*stats.StatsEntry).GetDump()
 	if d == nil {
-		r.Notes = append(r.Notes, images.StatsDumpFile+" holds no dump statistics")
+		r.Notes = append(r.Notes, format.StatsDumpFile+" holds no dump statistics")
 		return nil
 	}
 	r.CRIU.DumpStats = &DumpStats{
@@ -464,7 +464,7 @@ func sizes(c *contents, archive *int64, md *metadata, r *Report) Sizes {
 			pages += m.size
 		}
 	}
-	if m, ok := c.members[images.RootfsDiffTar]; ok {
+	if m, ok := c.members[format.RootfsDiffTar]; ok {
 		s.RootfsDiff = &m.size
 	}
 	if c.stoppedAt == "" {

@@ -264,14 +264,14 @@ func TestCollectForms(t *testing.T) {
 	// CRI-O's spec.dump says who made the container and which pod it is in.
 	var crioMembers []tarEntry
 	for _, e := range members {
-		if e.name == images.SpecDumpFile {
+		if e.name == format.SpecDumpFile {
 			e.data = bytes.Replace(e.data, []byte(`"io.container.manager": "libpod"`),
 				[]byte(`"io.container.manager": "cri-o", "io.kubernetes.cri-o.Metadata": "{\"name\":\"web\"}",`+
 					` "io.kubernetes.pod.name": "web-7d9c4", "io.kubernetes.pod.namespace": "prod"`), 1)
 		}
 		crioMembers = append(crioMembers, e)
 	}
-	crio := makeTar(t, append([]tarEntry{{name: images.BindMountsFile, data: bind}}, crioMembers...))
+	crio := makeTar(t, append([]tarEntry{{name: format.BindMountsFile, data: bind}}, crioMembers...))
 	dir := unpack(t, path)
 
 	tests := []struct {
@@ -313,7 +313,7 @@ func TestCollectForms(t *testing.T) {
 			}
 		}},
 		{"image directory", func() (*Report, error) {
-			return Collect(context.Background(), filepath.Join(dir, images.CheckpointDir), All())
+			return Collect(context.Background(), filepath.Join(dir, format.CheckpointDir), All())
 		}, SourceImages, EngineCRIU, func(t *testing.T, r *Report) {
 			if r.CRIU.DumpStats != nil || r.Container.Name != "" {
 				t.Errorf("a bare image directory has no metadata: %+v", r)
@@ -340,30 +340,30 @@ func TestCollectForms(t *testing.T) {
 	}
 }
 
-func testMetadata() *images.Metadata {
-	return &images.Metadata{
-		Version:     images.MetadataVersion,
+func testMetadata() *format.Metadata {
+	return &format.Metadata{
+		Version:     format.MetadataVersion,
 		CreatedBy:   "crtool test",
 		Checkpoint:  time.Date(2026, 11, 28, 12, 30, 0, 0, time.UTC),
 		Hostname:    "builder",
 		Kernel:      "6.18.0-test",
 		CRIUVersion: "4.2.1",
-		Container: images.ContainerInfo{ID: "abc123", Name: "web", Runtime: "runc", Root: "/var/lib/web/rootfs", PID: 4242,
+		Container: format.ContainerInfo{ID: "abc123", Name: "web", Runtime: "runc", Root: "/var/lib/web/rootfs", PID: 4242,
 			Command: []string{"/usr/sbin/nginx"}},
-		Namespaces: map[string]images.Namespace{"net": {Inode: 4026532000, Path: "/run/netns/web"}},
-		Mounts:     []images.ExternalMount{{Key: "/etc/hosts", Kind: images.MountBind, Source: "/srv/web/hosts"}},
-		Files: []images.ExternalFile{{Key: "pipe:[449804]", Kind: images.FilePipe, Flags: 1,
-			Users: []images.FdRef{{PID: 1, Fd: 1}, {PID: 6, Fd: 1}}}},
-		Network: &netns.Config{
-			Links: []netns.Link{{Name: "lo", Kind: netns.KindLoopback, Flags: []string{"up", "loopback"}},
-				{Name: "eth0", Kind: netns.KindVeth, MAC: "02:00:00:00:00:02", MTU: 1500, Peer: &netns.Peer{Name: "veth-web", Netns: netns.HostNetns}}},
-			Addrs: []netns.Addr{{Link: "lo", CIDR: "127.0.0.1/8", Scope: "host", Auto: true},
+		Namespaces: map[string]format.Namespace{"net": {Inode: 4026532000, Path: "/run/netns/web"}},
+		Mounts:     []format.ExternalMount{{Key: "/etc/hosts", Kind: format.MountBind, Source: "/srv/web/hosts"}},
+		Files: []format.ExternalFile{{Key: "pipe:[449804]", Kind: format.FilePipe, Flags: 1,
+			Users: []format.FdRef{{PID: 1, Fd: 1}, {PID: 6, Fd: 1}}}},
+		Network: &format.Config{
+			Links: []format.Link{{Name: "lo", Kind: format.KindLoopback, Flags: []string{"up", "loopback"}},
+				{Name: "eth0", Kind: format.KindVeth, MAC: "02:00:00:00:00:02", MTU: 1500, Peer: &format.Peer{Name: "veth-web", Netns: format.HostNetns}}},
+			Addrs: []format.Addr{{Link: "lo", CIDR: "127.0.0.1/8", Scope: "host", Auto: true},
 				{Link: "eth0", CIDR: "10.201.0.2/24", Scope: "global"}},
-			Routes:  []netns.Route{{Family: "inet", Table: 254, Type: "unicast", Gateway: "10.201.0.1", Link: "eth0", Scope: "global", Protocol: "boot"}},
-			Sockets: []netns.Socket{{Proto: "tcp", Family: "inet", State: "LISTEN", Local: "0.0.0.0:80"}},
+			Routes:  []format.Route{{Family: "inet", Table: 254, Type: "unicast", Gateway: "10.201.0.1", Link: "eth0", Scope: "global", Protocol: "boot"}},
+			Sockets: []format.Socket{{Proto: "tcp", Family: "inet", State: "LISTEN", Local: "0.0.0.0:80"}},
 		},
-		Options: images.DumpOptions{TCPEstablished: true},
-		Stats:   images.DumpStats{FreezingTime: 1200, FrozenTime: 250000, CRIUTime: 240000, WriteTime: 9000, TotalTime: 260000},
+		Options: format.DumpOptions{TCPEstablished: true},
+		Stats:   format.DumpStats{FreezingTime: 1200, FrozenTime: 250000, CRIUTime: 240000, WriteTime: 9000, TotalTime: 260000},
 	}
 }
 
@@ -371,7 +371,7 @@ func testMetadata() *images.Metadata {
 // at the first pages image of archives crtool wrote.
 func TestCollectCrtoolArchive(t *testing.T) {
 	md := testMetadata()
-	path := crtoolArchive(t, "nginx-tcp-established-gzip.tar.gz", md, images.Zstd)
+	path := crtoolArchive(t, "nginx-tcp-established-gzip.tar.gz", md, archive.Zstd)
 	fi, err := os.Stat(path)
 	if err != nil {
 		t.Fatal(err)
@@ -396,7 +396,7 @@ func TestCollectCrtoolArchive(t *testing.T) {
 			if ct.Engine != EngineCrtool || ct.Name != "web" || ct.ID != "abc123" || r.CRIU.Version != "4.2.1" {
 				t.Errorf("container %+v criu %+v", ct, r.CRIU)
 			}
-			if ct.CheckpointedFrom != images.MetadataFile || !ct.Checkpointed.Equal(md.Checkpoint) {
+			if ct.CheckpointedFrom != format.MetadataFile || !ct.Checkpointed.Equal(md.Checkpoint) {
 				t.Errorf("checkpointed %v from %q", ct.Checkpointed, ct.CheckpointedFrom)
 			}
 			if ct.IP != "10.201.0.2/24" || ct.MAC != "02:00:00:00:00:02" {
@@ -483,8 +483,8 @@ func TestCollectCorrupt(t *testing.T) {
 		is      error
 		want    []string // in the error
 	}{
-		{"truncated gzip", raw[:len(raw)/2], Options{}, images.ErrCorrupt, []string{"truncated or corrupt"}},
-		{"truncated tar", makeTar(t, members)[:300000], Options{}, images.ErrCorrupt, []string{"checkpoint/pages-2.img"}},
+		{"truncated gzip", raw[:len(raw)/2], Options{}, archive.ErrCorrupt, []string{"truncated or corrupt"}},
+		{"truncated tar", makeTar(t, members)[:300000], Options{}, archive.ErrCorrupt, []string{"checkpoint/pages-2.img"}},
 		{"garbage core image", replace("checkpoint/core-1.img", garbage), Options{PsTree: true}, ErrCorruptImage,
 			[]string{"checkpoint/core-1.img", "unknown magic"}},
 		{"core image cut short", replace("checkpoint/core-1.img", core[:len(core)-7]), Options{PsTree: true}, ErrCorruptImage,
@@ -495,9 +495,9 @@ func TestCollectCorrupt(t *testing.T) {
 			[]string{"checkpoint/pstree.img"}},
 		{"duplicate pid", replace("checkpoint/pstree.img", append(append([]byte(nil), pstree...), pstree[8:22]...)), Options{PsTree: true}, ErrCorruptImage,
 			[]string{"checkpoint/pstree.img", "pid 1 appears twice"}},
-		{"empty stats-dump", replace(images.StatsDumpFile, []byte{0x40, 0x59, 0x10, 0x55, 0x06, 0x33, 0x09, 0x57}), Options{}, ErrCorruptImage,
+		{"empty stats-dump", replace(format.StatsDumpFile, []byte{0x40, 0x59, 0x10, 0x55, 0x06, 0x33, 0x09, 0x57}), Options{}, ErrCorruptImage,
 			[]string{"stats-dump", "no entry"}},
-		{"garbage config.dump", replace(images.ConfigDumpFile, []byte("{not json")), Options{}, ErrCorruptMetadata,
+		{"garbage config.dump", replace(format.ConfigDumpFile, []byte("{not json")), Options{}, ErrCorruptMetadata,
 			[]string{"config.dump"}},
 		{"no pstree", without("checkpoint/pstree.img"), Options{PsTree: true}, ErrMissing,
 			[]string{"checkpoint/pstree.img: missing"}},
@@ -505,7 +505,7 @@ func TestCollectCorrupt(t *testing.T) {
 			[]string{"checkpoint/core-6.img"}},
 		{"not a checkpoint", makeTar(t, []tarEntry{{name: "hello.txt", data: []byte("hi")}}), Options{}, ErrNotCheckpoint,
 			[]string{"no crtool.json, config.dump"}},
-		{"not an archive", garbage, Options{}, images.ErrNotArchive, []string{"not a checkpoint archive"}},
+		{"not an archive", garbage, Options{}, archive.ErrNotArchive, []string{"not a checkpoint archive"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -41,7 +41,7 @@ var allKinds = []imageKind{inventoryImage, pstreeImage, coreImage, idsImage, fdi
 // panic or allocate beyond the input.
 func FuzzDecodeImage(f *testing.F) {
 	for _, e := range referenceSeeds(f) {
-		if strings.HasSuffix(e.name, ".img") && !isPages(e.name) && len(e.data) < 8<<10 || e.name == images.StatsDumpFile {
+		if strings.HasSuffix(e.name, ".img") && !isPages(e.name) && len(e.data) < 8<<10 || e.name == format.StatsDumpFile {
 			f.Add(e.data)
 		}
 	}

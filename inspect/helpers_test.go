@@ -50,7 +50,7 @@ func readMembers(t testing.TB, path string) []tarEntry {
 	}
 	defer f.Close()
 	var out []tarEntry
-	err = images.Walk(context.Background(), f, func(hdr *tar.Header, body io.Reader) error {
+	err = archive.Walk(context.Background(), f, func(hdr *tar.Header, body io.Reader) error {
 		if hdr.Typeflag == tar.TypeDir {
 			out = append(out, tarEntry{name: hdr.Name, dir: true})
 			return nil
@@ -120,7 +120,7 @@ func unpack(t testing.TB, path string) string {
 	}
 	defer f.Close()
 	dir := t.TempDir()
-	if _, err := images.Extract(context.Background(), f, dir, images.ExtractOptions{}); err != nil {
+	if _, err := archive.Extract(context.Background(), f, dir, archive.ExtractOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	return dir
@@ -129,17 +129,17 @@ func unpack(t testing.TB, path string) string {
 // crtoolArchive builds an archive as crtool writes it: the checkpoint
 // images of a Podman archive plus crtool.json, packed by images.Write,
 // which puts the memory pages last.
-func crtoolArchive(t testing.TB, podman string, md *images.Metadata, c images.Compression) string {
+func crtoolArchive(t testing.TB, podman string, md *format.Metadata, c archive.Compression) string {
 	t.Helper()
 	dir := unpack(t, referencePath(t, podman))
-	for _, n := range []string{images.RootfsDiffTar, images.DeletedFilesFile, images.DevShmCheckpointTar} {
+	for _, n := range []string{format.RootfsDiffTar, format.DeletedFilesFile, format.DevShmCheckpointTar} {
 		os.Remove(filepath.Join(dir, n))
 	}
-	if err := images.WriteMetadata(dir, md); err != nil {
+	if err := format.WriteMetadata(dir, md); err != nil {
 		t.Fatal(err)
 	}
 	out := filepath.Join(t.TempDir(), "crtool.tar")
-	if _, err := images.WriteFile(context.Background(), out, dir, c); err != nil {
+	if _, err := archive.WriteFile(context.Background(), out, dir, c); err != nil {
 		t.Fatal(err)
 	}
 	return out

@@ -6,29 +6,29 @@ import (
 )
 
 // imageKind is a kind of CRIU image that inspect decodes.
-type imageKind = images.ImageKind
+type imageKind = criuimg.Kind
 
 var (
-	inventoryImage = images.InventoryImage
-	pstreeImage    = images.PstreeImage
-	coreImage      = images.CoreImage
-	idsImage       = images.IdsImage
-	fdinfoImage    = images.FdinfoImage
-	filesImage     = images.FilesImage
-	fsImage        = images.FsImage
-	mmImage        = images.MmImage
-	pagemapImage   = images.PagemapImage
-	mountsImage    = images.MountsImage
-	statsImage     = images.StatsImage
-	memfdImage     = images.MemfdImage
-	netnsImage     = images.NetnsImage
-	tcpStreamImage = images.TCPStreamImage
+	inventoryImage = criuimg.Inventory
+	pstreeImage    = criuimg.Pstree
+	coreImage      = criuimg.Core
+	idsImage       = criuimg.Ids
+	fdinfoImage    = criuimg.Fdinfo
+	filesImage     = criuimg.Files
+	fsImage        = criuimg.Fs
+	mmImage        = criuimg.Mm
+	pagemapImage   = criuimg.Pagemap
+	mountsImage    = criuimg.Mounts
+	statsImage     = criuimg.Stats
+	memfdImage     = criuimg.Memfd
+	netnsImage     = criuimg.Netns
+	tcpStreamImage = criuimg.TCPStream
 )
 
 // decodeImage decodes data, the content of the CRIU image member, naming
 // the member in its error.
 func decodeImage(member string, data []byte, kind imageKind) ([]proto.Message, error) {
-	msgs, err := images.DecodeImage(data, kind)
+	msgs, err := criuimg.Decode(data, kind)
 	if err != nil {
 		return nil, corruptImage(member, "%v", err)
 	}

@@ -596,7 +596,7 @@ func networkTree(n *node, net *Network) {
 	}
 	if len(cfg.Sockets) > 0 {
 		sks := n.branch("Sockets at capture time")
-		socks := append([]netns.Socket(nil), cfg.Sockets...)
+		socks := append([]format.Socket(nil), cfg.Sockets...)
 		sort.SliceStable(socks, func(i, j int) bool { return socks[i].Local < socks[j].Local })
 		for _, s := range socks {
 			sks.row(s.Proto, s.State, clean(s.Local), clean(s.Remote))

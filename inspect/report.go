@@ -287,7 +287,7 @@ type External struct {
 // Network is the container's network as the archive records it.
 type Network struct {
 	// Captured is what crtool captured of the network namespace.
-	Captured *netns.Config `json:"captured,omitempty"`
+	Captured *format.Config `json:"captured,omitempty"`
 	// Podman is network.status: network name -> interfaces.
 	Podman map[string]PodmanNetwork `json:"podman,omitempty"`
 	// CRIUExternalKey is set when CRIU treated the namespace as external

@@ -27,7 +27,7 @@ const (
 	maxLoadTotal  = 512 << 20
 )
 
-var checkpointPrefix = images.CheckpointDir + "/"
+var checkpointPrefix = format.CheckpointDir + "/"
 
 // member is a file of the checkpoint, by its archive name.
 type member struct {
@@ -153,8 +153,8 @@ func isPages(name string) bool {
 // wanted reports whether inspect needs the content of member name for opts.
 func wanted(name string, opts Options) bool {
 	switch name {
-	case images.ConfigDumpFile, images.SpecDumpFile, images.NetworkStatusFile, images.StatsDumpFile,
-		images.MetadataFile, images.BindMountsFile, images.DeletedFilesFile:
+	case format.ConfigDumpFile, format.SpecDumpFile, format.NetworkStatusFile, format.StatsDumpFile,
+		format.MetadataFile, format.BindMountsFile, format.DeletedFilesFile:
 		return true
 	}
 	base, ok := strings.CutPrefix(name, checkpointPrefix)
@@ -165,7 +165,7 @@ func wanted(name string, opts Options) bool {
 	pages := opts.Memory || opts.Cmdline || opts.Env
 	has := func(prefix string) bool { return strings.HasPrefix(base, prefix) && strings.HasSuffix(base, ".img") }
 	switch {
-	case base == "inventory.img", base == images.DescriptorsFile:
+	case base == "inventory.img", base == format.DescriptorsFile:
 		return true
 	case base == "pstree.img", has("core-"):
 		return opts.PsTree
@@ -201,14 +201,14 @@ func (c *countingReader) Read(p []byte) (int, error) {
 // their sizes or content.
 func readArchive(ctx context.Context, r io.Reader, opts Options) (*contents, int64, error) {
 	cr := &countingReader{r: r}
-	comp, br, err := images.Detect(cr)
+	comp, br, err := archive.Detect(cr)
 	if err != nil {
 		return nil, 0, err
 	}
 	c := newContents(SourceArchive)
 	c.compression = comp.String()
 	var plan *pagePlan
-	err = images.Walk(ctx, br, func(hdr *tar.Header, body io.Reader) error {
+	err = archive.Walk(ctx, br, func(hdr *tar.Header, body io.Reader) error {
 		if hdr.Typeflag == tar.TypeDir {
 			return nil
 		}
@@ -221,7 +221,7 @@ func readArchive(ctx context.Context, r io.Reader, opts Options) (*contents, int
 				if canStopAtPages(c, opts) {
 					delete(c.members, name)
 					c.stoppedAt = name
-					return images.ErrStop
+					return archive.ErrStop
 				}
 			}
 			if !opts.Cmdline && !opts.Env {
@@ -251,7 +251,7 @@ func readArchive(ctx context.Context, r io.Reader, opts Options) (*contents, int
 // put the small images first (sorted by name, pstree.img follows pages-*).
 func canStopAtPages(c *contents, opts Options) bool {
 	return !opts.Sizes && !opts.Cmdline && !opts.Env &&
-		c.has(images.MetadataFile) && c.has(checkpointPrefix+"pstree.img")
+		c.has(format.MetadataFile) && c.has(checkpointPrefix+"pstree.img")
 }
 
 // readDir reads the members inspect needs from an unpacked archive or a
@@ -259,12 +259,12 @@ func canStopAtPages(c *contents, opts Options) bool {
 func readDir(dir string, opts Options) (*contents, error) {
 	var c *contents
 	switch {
-	case isDir(filepath.Join(dir, images.CheckpointDir)):
+	case isDir(filepath.Join(dir, format.CheckpointDir)):
 		c = newContents(SourceDirectory)
 		if err := addDirFiles(c, dir, ""); err != nil {
 			return nil, err
 		}
-		if err := addDirFiles(c, filepath.Join(dir, images.CheckpointDir), checkpointPrefix); err != nil {
+		if err := addDirFiles(c, filepath.Join(dir, format.CheckpointDir), checkpointPrefix); err != nil {
 			return nil, err
 		}
 	case isRegular(filepath.Join(dir, "inventory.img")):
@@ -273,13 +273,13 @@ func readDir(dir string, opts Options) (*contents, error) {
 			return nil, err
 		}
 		// CRIU writes its statistics into the image directory.
-		if m, ok := c.members[checkpointPrefix+images.StatsDumpFile]; ok {
-			c.members[images.StatsDumpFile] = m
-			delete(c.members, checkpointPrefix+images.StatsDumpFile)
+		if m, ok := c.members[checkpointPrefix+format.StatsDumpFile]; ok {
+			c.members[format.StatsDumpFile] = m
+			delete(c.members, checkpointPrefix+format.StatsDumpFile)
 		}
 	default:
 		return nil, fmt.Errorf("%s: %w: neither an unpacked archive (no %s/) nor a CRIU image directory (no inventory.img)",
-			dir, ErrNotCheckpoint, images.CheckpointDir)
+			dir, ErrNotCheckpoint, format.CheckpointDir)
 	}
 	for name, m := range c.members {
 		if !wanted(name, opts) {

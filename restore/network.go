@@ -18,8 +18,8 @@ type netPlan struct {
 	path    string       // namespace handed to CRIU
 	file    *os.File     // held open while CRIU runs
 	created string       // name of a namespace this restore created
-	lock    *netns.Lock  // lock this restore installed
-	stale   []netns.Lock // locks left by the dump in a namespace we join
+	lock    *network.Lock  // lock this restore installed
+	stale   []network.Lock // locks left by the dump in a namespace we join
 }
 
 // planNetwork prepares the container's network namespace. With --netns, or
@@ -27,7 +27,7 @@ type netPlan struct {
 // otherwise a new namespace is built from the recorded configuration, its
 // links kept down until (for established connections) a drop-all lock is in
 // place, so no peer ever meets a reset.
-func planNetwork(md *images.Metadata, opts Options) (p *netPlan, err error) {
+func planNetwork(md *format.Metadata, opts Options) (p *netPlan, err error) {
 	ns := md.Namespaces["net"]
 	if ns.Shared {
 		if opts.Netns != "" {
@@ -62,10 +62,10 @@ func planNetwork(md *images.Metadata, opts Options) (p *netPlan, err error) {
 		// The dump also took the links down; they come back up now, with
 		// their routes (CRIU needs a route to reconnect a socket), while
 		// the lock still holds every packet back.
-		if tables, _ := netns.Tables(p.path, netns.LockPrefix); slices.Contains(tables, md.NetworkLock) {
-			p.stale = append(p.stale, netns.Lock{NsPath: p.path, Table: md.NetworkLock})
+		if tables, _ := network.Tables(p.path, network.LockPrefix); slices.Contains(tables, md.NetworkLock) {
+			p.stale = append(p.stale, network.Lock{NsPath: p.path, Table: md.NetworkLock})
 			if md.Network != nil {
-				if err := netns.Resume(p.path, md.Network); err != nil {
+				if err := network.Resume(p.path, md.Network); err != nil {
 					return nil, err
 				}
 			}
@@ -80,24 +80,24 @@ func planNetwork(md *images.Metadata, opts Options) (p *netPlan, err error) {
 }
 
 // rebuild creates a named namespace and replays the recorded configuration.
-func (p *netPlan) rebuild(md *images.Metadata, opts Options) error {
+func (p *netPlan) rebuild(md *format.Metadata, opts Options) error {
 	name := netnsName(md, opts)
-	if exists(filepath.Join(netns.NamedDir, name)) {
-		return fmt.Errorf("%w: network namespace %s already exists: pass --netns %s to join it", ErrConflict, name, filepath.Join(netns.NamedDir, name))
+	if exists(filepath.Join(network.NamedDir, name)) {
+		return fmt.Errorf("%w: network namespace %s already exists: pass --netns %s to join it", ErrConflict, name, filepath.Join(network.NamedDir, name))
 	}
-	ropts := netns.ReplayOptions{
+	ropts := network.ReplayOptions{
 		Bridge:       opts.Bridge,
 		CreateBridge: opts.CreateBridge,
 		PeerNetns:    opts.PeerNetns,
 		LinksDown:    opts.TCPEstablished,
 	}
 	for _, l := range md.Network.Links {
-		if l.Peer == nil || l.Kind != netns.KindVeth {
+		if l.Peer == nil || l.Kind != format.KindVeth {
 			continue
 		}
 		if l.Peer.Netns == "" && ropts.PeerNetns == "" {
 			// Archives from Podman say nothing of the host side.
-			ropts.PeerNetns = netns.HostNetns
+			ropts.PeerNetns = format.HostNetns
 		}
 		if l.Peer.Master == "" && ropts.Bridge == "" {
 			return fmt.Errorf("%w: the archive does not name the bridge for the container's %s: pass --bridge NAME (with --create-bridge to create it)", ErrConflict, l.Name)
@@ -105,22 +105,22 @@ func (p *netPlan) rebuild(md *images.Metadata, opts Options) error {
 	}
 	// Conflicts (the address in use elsewhere, the bridge missing) are
 	// found before anything is created.
-	if err := netns.Check(md.Network, ropts); err != nil {
+	if err := network.Check(md.Network, ropts); err != nil {
 		return fmt.Errorf("%w: %v", ErrConflict, err)
 	}
-	path, err := netns.CreateNamed(name)
+	path, err := network.CreateNamed(name)
 	if err != nil {
 		return err
 	}
 	p.path, p.created = path, name
-	if err := netns.Replay(path, md.Network, ropts); err != nil {
+	if err := network.Replay(path, md.Network, ropts); err != nil {
 		return err
 	}
 	if opts.TCPEstablished {
-		if p.lock, err = netns.LockNamespace(path, "restore-"+shortID(md.Container.ID)); err != nil {
+		if p.lock, err = network.LockNamespace(path, "restore-"+shortID(md.Container.ID)); err != nil {
 			return err
 		}
-		if err := netns.SetLinksUp(path, md.Network); err != nil {
+		if err := network.SetLinksUp(path, md.Network); err != nil {
 			return err
 		}
 	}
@@ -129,7 +129,7 @@ func (p *netPlan) rebuild(md *images.Metadata, opts Options) error {
 
 // netnsName is the name of a rebuilt namespace: --name, else the recorded
 // namespace's name, else the container's.
-func netnsName(md *images.Metadata, opts Options) string {
+func netnsName(md *format.Metadata, opts Options) string {
 	switch {
 	case opts.Name != "":
 		return opts.Name
@@ -143,11 +143,11 @@ func netnsName(md *images.Metadata, opts Options) string {
 // addresses: a namespace of the same name may have been recreated empty
 // (and an inode number may have been reused), which would strand the
 // container's sockets.
-func hasAddresses(path string, want *netns.Config) error {
+func hasAddresses(path string, want *format.Config) error {
 	if want == nil {
 		return nil
 	}
-	have, err := netns.AddressesOf(path)
+	have, err := network.AddressesOf(path)
 	if err != nil {
 		return err
 	}
@@ -197,7 +197,7 @@ func (p *netPlan) undo() {
 	}
 	_ = p.lock.Unlock()
 	if p.created != "" {
-		_ = netns.DeleteNamed(p.created)
+		_ = network.DeleteNamed(p.created)
 	}
 }
 

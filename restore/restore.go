@@ -61,7 +61,7 @@ type Options struct {
 type Result struct {
 	PID      int
 	Name     string
-	Metadata *images.Metadata
+	Metadata *format.Metadata
 	Duration time.Duration
 	// CRIU is CRIU's own statistics of the restore (its stats-restore).
 	CRIU *stats.RestoreStatsEntry
@@ -118,7 +118,7 @@ type restorer struct {
 	bin      *criu.Binary
 	wd       *workdir.Dir
 	log      string
-	md       *images.Metadata
+	md       *format.Metadata
 	fg       *foreign // archives crtool did not write
 	name     string
 	root     string
@@ -164,7 +164,7 @@ func Run(ctx context.Context, opts Options) (res *Result, err error) {
 
 // unpack extracts the archive into a new work directory.
 func (r *restorer) unpack(ctx context.Context) error {
-	wd, err := workdir.New(r.opts.WorkDir, "crtool-restore-", images.CheckpointDir)
+	wd, err := workdir.New(r.opts.WorkDir, "crtool-restore-", format.CheckpointDir)
 	if err != nil {
 		return err
 	}
@@ -182,7 +182,7 @@ func (r *restorer) unpack(ctx context.Context) error {
 // describe reads crtool.json, or describes an archive Podman, CRI-O or the
 // kubelet wrote the same way.
 func (r *restorer) describe(ctx context.Context) error {
-	md, err := images.ReadMetadata(r.wd.Path)
+	md, err := format.ReadMetadata(r.wd.Path)
 	switch {
 	case errors.Is(err, os.ErrNotExist):
 		if md, r.fg, err = foreignMetadata(r.wd.Path, r.opts); err != nil {
@@ -343,7 +343,7 @@ func (r *restorer) resume(ctx context.Context) error {
 // finish reports the restore and removes the work directory.
 func (r *restorer) finish(start time.Time) *Result {
 	res := &Result{PID: r.pid, Name: r.name, Metadata: r.md, CRIUTime: r.criuTook}
-	if msgs, err := images.DecodeImageFile(filepath.Join(r.wd.Images, "stats-restore"), images.StatsImage); err == nil && len(msgs) > 0 {
+	if msgs, err := images.DecodeImageFile(filepath.Join(r.wd.Images, "stats-restore"), criuimg.Stats); err == nil && len(msgs) > 0 {
 		res.CRIU = msgs[0].(*stats.StatsEntry).GetRestore()
 	}
 	if r.opts.KeepImages != "" {
@@ -357,7 +357,7 @@ func (r *restorer) finish(start time.Time) *Result {
 }
 
 // criuRestoreOptions builds CRIU's restore request.
-func criuRestoreOptions(imgFd int32, root string, md *images.Metadata, o Options, extMnt []*rpc.ExtMountMap, inherit []*rpc.InheritFd) *rpc.CriuOpts {
+func criuRestoreOptions(imgFd int32, root string, md *format.Metadata, o Options, extMnt []*rpc.ExtMountMap, inherit []*rpc.InheritFd) *rpc.CriuOpts {
 	return &rpc.CriuOpts{
 		ImagesDirFd:    proto.Int32(imgFd),
 		LogFile:        proto.String("restore.log"),
@@ -389,7 +389,7 @@ func unpack(ctx context.Context, input, dir string, term *os.File) error {
 	bar := progress.New(term, "reading "+filepath.Base(input))
 	defer bar.Done()
 	r = &progress.Reader{R: r, Bar: bar, Total: total}
-	if _, err := images.Extract(ctx, r, dir, images.ExtractOptions{}); err != nil {
+	if _, err := archive.Extract(ctx, r, dir, archive.ExtractOptions{}); err != nil {
 		return fmt.Errorf("%s: %w: %v", input, ErrBadArchive, err)
 	}
 	return nil
@@ -439,11 +439,11 @@ func thaw(h, p string) error {
 
 // mapMounts says where each external mount of the container comes from on
 // this host.
-func mapMounts(md *images.Metadata) ([]*rpc.ExtMountMap, error) {
+func mapMounts(md *format.Metadata) ([]*rpc.ExtMountMap, error) {
 	var out []*rpc.ExtMountMap
 	for _, m := range md.Mounts {
 		src := m.Source
-		if m.Kind == images.MountCgroup {
+		if m.Kind == format.MountCgroup {
 			// CRIU creates the cgroup, with its recorded properties,
 			// before it mounts anything.
 			dir, err := cgroups.Dir(m.Hierarchy, m.CgroupPath)
@@ -462,10 +462,10 @@ func mapMounts(md *images.Metadata) ([]*rpc.ExtMountMap, error) {
 // openExternalFile opens the replacement for a descriptor that led outside
 // the container: the same file again, or for a pipe to a supervisor that
 // no longer exists, the log file (write ends) or /dev/null.
-func openExternalFile(ef images.ExternalFile, logPath string) (*os.File, error) {
+func openExternalFile(ef format.ExternalFile, logPath string) (*os.File, error) {
 	acc := ef.Flags & unix.O_ACCMODE
 	switch ef.Kind {
-	case images.FilePipe:
+	case format.FilePipe:
 		if acc == unix.O_WRONLY && logPath != "" {
 			f, err := os.OpenFile(logPath, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
 			if err != nil {
@@ -474,7 +474,7 @@ func openExternalFile(ef images.ExternalFile, logPath string) (*os.File, error) 
 			return f, nil
 		}
 		return os.OpenFile(os.DevNull, os.O_RDWR, 0)
-	case images.FileReg:
+	case format.FileReg:
 		flags := acc
 		if acc != unix.O_RDONLY {
 			// Appending never overwrites what the file got meanwhile.

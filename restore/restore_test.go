@@ -11,12 +11,12 @@ import (
 )
 
 func TestMapMounts(t *testing.T) {
-	md := &images.Metadata{Mounts: []images.ExternalMount{
-		{Key: "/proc/kcore", Kind: images.MountBind, Source: "/dev/null"},
-		{Key: "/sys/fs/cgroup/freezer", Kind: images.MountCgroup, Hierarchy: "freezer", CgroupPath: "/crtool-x/c"},
+	md := &format.Metadata{Mounts: []format.ExternalMount{
+		{Key: "/proc/kcore", Kind: format.MountBind, Source: "/dev/null"},
+		{Key: "/sys/fs/cgroup/freezer", Kind: format.MountCgroup, Hierarchy: "freezer", CgroupPath: "/crtool-x/c"},
 	}}
 	if _, err := cgroups.MountPoint("freezer"); err != nil {
-		md.Mounts[1] = images.ExternalMount{Key: "/sys/fs/cgroup", Kind: images.MountCgroup, Hierarchy: cgroups.Unified, CgroupPath: "/crtool-x/c"}
+		md.Mounts[1] = format.ExternalMount{Key: "/sys/fs/cgroup", Kind: format.MountCgroup, Hierarchy: cgroups.Unified, CgroupPath: "/crtool-x/c"}
 	}
 	got, err := mapMounts(md)
 	if err != nil {
@@ -25,14 +25,14 @@ func TestMapMounts(t *testing.T) {
 	if len(got) != 2 || got[0].GetVal() != "/dev/null" || !strings.HasSuffix(got[1].GetVal(), "/crtool-x/c") {
 		t.Fatalf("mapMounts = %v", got)
 	}
-	md.Mounts = []images.ExternalMount{{Key: "/data", Kind: images.MountBind, Source: "/nonexistent/crtool/volume"}}
+	md.Mounts = []format.ExternalMount{{Key: "/data", Kind: format.MountBind, Source: "/nonexistent/crtool/volume"}}
 	if _, err := mapMounts(md); err == nil || !strings.Contains(err.Error(), "create it") {
 		t.Fatalf("missing source: %v", err)
 	}
 }
 
 func TestCriuRestoreOptions(t *testing.T) {
-	md := &images.Metadata{Options: images.DumpOptions{FileLocks: true}}
+	md := &format.Metadata{Options: format.DumpOptions{FileLocks: true}}
 	ext := []*rpc.ExtMountMap{{Key: proto.String("/a"), Val: proto.String("/b")}}
 	inh := []*rpc.InheritFd{{Key: proto.String("extRootNetNS"), Fd: proto.Int32(4)}}
 	o := criuRestoreOptions(9, "/srv/root", md, Options{TCPEstablished: true}, ext, inh)
@@ -45,7 +45,7 @@ func TestCriuRestoreOptions(t *testing.T) {
 }
 
 func TestNetnsFlagForHostNetwork(t *testing.T) {
-	md := &images.Metadata{Namespaces: map[string]images.Namespace{"net": {Shared: true}}}
+	md := &format.Metadata{Namespaces: map[string]format.Namespace{"net": {Shared: true}}}
 	if p, err := planNetwork(md, Options{}); p != nil || err != nil {
 		t.Fatalf("host network: %v %v", p, err)
 	}

@@ -21,7 +21,7 @@ import (
 	"testing"
 	"time"
 
-	crnetns "github.com/crtool/crtool/netns"
+	
 )
 
 // containerSpec describes a test container.
@@ -394,7 +394,7 @@ func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
 // dialIn opens a TCP connection from inside the network namespace at path.
 func dialIn(nsPath, network, addr string) (net.Conn, error) {
 	var conn net.Conn
-	err := crnetns.Do(nsPath, func() error {
+	err := network.Do(nsPath, func() error {
 		var err error
 		conn, err = net.DialTimeout(network, addr, 3*time.Second)
 		return err

@@ -289,14 +289,14 @@ func foreignContainer(t *testing.T, archive string) *container {
 			CgroupsPath string `json:"cgroupsPath"`
 		} `json:"linux"`
 	}
-	err = images.Walk(context.Background(), f, func(hdr *tar.Header, body io.Reader) error {
-		if hdr.Name != images.SpecDumpFile {
+	err = archive.Walk(context.Background(), f, func(hdr *tar.Header, body io.Reader) error {
+		if hdr.Name != format.SpecDumpFile {
 			return nil
 		}
 		if err := json.NewDecoder(body).Decode(&spec); err != nil {
 			return err
 		}
-		return images.ErrStop
+		return archive.ErrStop
 	})
 	if err != nil || spec.Linux.CgroupsPath == "" {
 		t.Fatalf("spec.dump of %s: %v", archive, err)

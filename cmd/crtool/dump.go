@@ -102,14 +102,14 @@ Example:
 }
 
 // compression picks the archive compression from the flag or the file name.
-func compression(flag, output string) (images.Compression, error) {
+func compression(flag, output string) (archive.Compression, error) {
 	if flag != "" {
-		return images.ParseCompression(flag)
+		return archive.ParseCompression(flag)
 	}
-	if c, ok := images.CompressionFromName(output); ok {
+	if c, ok := archive.CompressionFromName(output); ok {
 		return c, nil
 	}
-	return images.Gzip, nil
+	return archive.Gzip, nil
 }
 
 func us(v int64) string {

@@ -1,0 +1,159 @@
+package format
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// MetadataVersion is the version of crtool.json this build writes; readers
+// refuse newer versions rather than misread them.
+const MetadataVersion = 1
+
+// Metadata is crtool's own record of a dump (crtool.json): what restore needs
+// beyond CRIU's images to put the container back where it was.
+type Metadata struct {
+	Version     int       `json:"version"`
+	CreatedBy   string    `json:"createdBy"` // "crtool <version>"
+	Checkpoint  time.Time `json:"checkpointedAt"`
+	Hostname    string    `json:"hostname"`
+	Kernel      string    `json:"kernel"`
+	CRIUVersion string    `json:"criuVersion"`
+
+	Container ContainerInfo `json:"container"`
+	Cgroups   CgroupInfo    `json:"cgroups"`
+	// Namespaces of the container's init, by type ("net", "pid", ...).
+	Namespaces map[string]Namespace `json:"namespaces"`
+	Mounts     []ExternalMount      `json:"externalMounts,omitempty"`
+	Files      []ExternalFile       `json:"externalFiles,omitempty"`
+	Network    *Config              `json:"network,omitempty"`
+	// NetworkLock names the nftables table that keeps the dumped
+	// container's network namespace silent until a restore lifts it.
+	NetworkLock string      `json:"networkLock,omitempty"`
+	Options     DumpOptions `json:"options"`
+	Stats       DumpStats   `json:"stats"`
+}
+
+// ContainerInfo identifies the dumped container.
+type ContainerInfo struct {
+	ID      string   `json:"id"`
+	Name    string   `json:"name"`
+	Runtime string   `json:"runtime,omitempty"` // "runc", "crun" or "" when unknown
+	Bundle  string   `json:"bundle,omitempty"`
+	Root    string   `json:"root"` // host path of the root filesystem
+	PID     int      `json:"pid"`  // host PID of init at dump time
+	Command []string `json:"command,omitempty"`
+	Image   string   `json:"image,omitempty"`
+	ImageID string   `json:"imageID,omitempty"`
+}
+
+// CgroupInfo records where the container's cgroups were.
+type CgroupInfo struct {
+	Layout  string            `json:"layout"` // v1, v2 or hybrid
+	Paths   map[string]string `json:"paths"`  // hierarchy ("" = unified) -> path
+	Freezer string            `json:"freezer"`
+}
+
+// Namespace is one namespace of the container's init.
+type Namespace struct {
+	Inode uint64 `json:"inode"`
+	// Path is a persistent name of the namespace when one was found
+	// (/run/netns/NAME); inode numbers are reused, so never rely on them alone.
+	Path string `json:"path,omitempty"`
+	// Shared is true when the container shares the namespace with the host.
+	Shared bool `json:"shared,omitempty"`
+}
+
+// Mount kinds.
+const (
+	MountBind   = "bind"
+	MountCgroup = "cgroup"
+)
+
+// ExternalMount is a mount whose source lies outside the container: CRIU
+// records only its key, and restore must say where to bind it from.
+type ExternalMount struct {
+	Key    string `json:"key"` // mount point inside the container, CRIU's key
+	Kind   string `json:"kind"`
+	Source string `json:"source,omitempty"` // host path at dump time (bind)
+	// Hierarchy and CgroupPath locate a cgroup mount's source relative to
+	// the container's cgroup, so restore can follow a moved cgroup.
+	Hierarchy  string `json:"hierarchy,omitempty"`
+	CgroupPath string `json:"cgroupPath,omitempty"`
+	FSType     string `json:"fstype,omitempty"`
+}
+
+// File kinds.
+const (
+	FilePipe = "pipe"
+	FileReg  = "file"
+)
+
+// ExternalFile is a descriptor that leads outside the container (its stdio,
+// typically): restore hands CRIU a replacement under Key.
+type ExternalFile struct {
+	Key   string  `json:"key"` // CRIU's key: "pipe:[N]" or "file[MNT:INO]"
+	Kind  string  `json:"kind"`
+	Path  string  `json:"path,omitempty"` // host path of a file
+	Flags int     `json:"flags"`          // open(2) flags of the first user
+	Users []FdRef `json:"users"`
+}
+
+// FdRef is one descriptor of one process.
+type FdRef struct {
+	PID int `json:"pid"`
+	Fd  int `json:"fd"`
+}
+
+// DumpOptions are the options of the dump that matter to restore.
+type DumpOptions struct {
+	LeaveRunning   bool `json:"leaveRunning"`
+	TCPEstablished bool `json:"tcpEstablished"`
+	FileLocks      bool `json:"fileLocks"`
+}
+
+// DumpStats are crtool's own timings of a dump, in microseconds like CRIU's.
+type DumpStats struct {
+	FreezingTime int64 `json:"freezingTime"`
+	FrozenTime   int64 `json:"frozenTime"`
+	CRIUTime     int64 `json:"criuTime"`
+	WriteTime    int64 `json:"archiveWriteTime,omitempty"`
+	TotalTime    int64 `json:"totalTime"`
+}
+
+// WriteMetadata writes m as dir/crtool.json.
+func WriteMetadata(dir string, m *Metadata) error {
+	b, err := json.MarshalIndent(m, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encode %s: %w", MetadataFile, err)
+	}
+	p := filepath.Join(dir, MetadataFile)
+	if err := os.WriteFile(p, b, 0o600); err != nil {
+		return fmt.Errorf("write %s: %w", p, err)
+	}
+	return nil
+}
+
+// ReadMetadata reads dir/crtool.json. It returns os.ErrNotExist (wrapped)
+// for archives that crtool did not write.
+func ReadMetadata(dir string) (*Metadata, error) {
+	b, err := os.ReadFile(filepath.Join(dir, MetadataFile))
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", MetadataFile, err)
+	}
+	return ParseMetadata(b)
+}
+
+// ParseMetadata decodes crtool.json.
+func ParseMetadata(b []byte) (*Metadata, error) {
+	var m Metadata
+	if err := json.Unmarshal(b, &m); err != nil {
+		return nil, fmt.Errorf("decode %s: %w", MetadataFile, err)
+	}
+	if m.Version > MetadataVersion {
+		return nil, fmt.Errorf("%s version %d is newer than this crtool understands (%d): upgrade crtool", MetadataFile, m.Version, MetadataVersion)
+	}
+	return &m, nil
+}

@@ -1,0 +1,130 @@
+package network
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/google/nftables"
+	"golang.org/x/sys/unix"
+)
+
+// LockPrefix starts the name of every nftables table crtool uses as a
+// network lock; CRIUTablePrefix starts the ones CRIU's nftables lock makes.
+const (
+	LockPrefix      = "crtool-lock-"
+	CRIUTablePrefix = "CRIU-"
+)
+
+// Lock is a drop-all nftables table in a network namespace. While it is in
+// place no packet enters or leaves the namespace: a TCP peer's
+// retransmissions meet silence instead of a reset, and the kernel
+// acknowledges nothing that a checkpoint does not hold.
+type Lock struct {
+	NsPath string `json:"netns"`
+	Table  string `json:"table"`
+}
+
+// LockNamespace installs a lock named LockPrefix+id in the namespace at
+// nsPath. Its chains hook input, output and forward at the highest priority
+// (raw, -300) with a drop policy.
+func LockNamespace(nsPath, id string) (*Lock, error) {
+	l := &Lock{NsPath: nsPath, Table: LockPrefix + id}
+	err := withConn(nsPath, func(c *nftables.Conn) error {
+		t := c.AddTable(&nftables.Table{Family: nftables.TableFamilyINet, Name: l.Table})
+		drop := nftables.ChainPolicyDrop
+		for _, h := range []struct {
+			name string
+			hook *nftables.ChainHook
+		}{
+			{"input", nftables.ChainHookInput},
+			{"output", nftables.ChainHookOutput},
+			{"forward", nftables.ChainHookForward},
+		} {
+			c.AddChain(&nftables.Chain{
+				Name: h.name, Table: t, Type: nftables.ChainTypeFilter,
+				Hooknum: h.hook, Priority: nftables.ChainPriorityRaw, Policy: &drop,
+			})
+		}
+		return c.Flush()
+	})
+	if err != nil {
+		return nil, fmt.Errorf("lock network of %s: %w", nsPath, err)
+	}
+	return l, nil
+}
+
+// Unlock removes the lock. A lock that is already gone, or whose namespace
+// is gone, counts as removed.
+func (l *Lock) Unlock() error {
+	if l == nil {
+		return nil
+	}
+	return DeleteTable(l.NsPath, l.Table)
+}
+
+// DeleteTable removes the inet table name from the namespace at nsPath, if
+// it is there.
+func DeleteTable(nsPath, name string) error {
+	err := withConn(nsPath, func(c *nftables.Conn) error {
+		tables, err := c.ListTablesOfFamily(nftables.TableFamilyINet)
+		if err != nil {
+			return err
+		}
+		for _, t := range tables {
+			if t.Name == name {
+				c.DelTable(t)
+				return c.Flush()
+			}
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("unlock network of %s (table %s): %w", nsPath, name, err)
+	}
+	return nil
+}
+
+// Tables lists the inet tables in the namespace whose names start with
+// prefix.
+func Tables(nsPath, prefix string) ([]string, error) {
+	var names []string
+	err := withConn(nsPath, func(c *nftables.Conn) error {
+		tables, err := c.ListTablesOfFamily(nftables.TableFamilyINet)
+		if err != nil {
+			return err
+		}
+		for _, t := range tables {
+			if strings.HasPrefix(t.Name, prefix) {
+				names = append(names, t.Name)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list nftables of %s: %w", nsPath, err)
+	}
+	return names, nil
+}
+
+// withConn runs fn with an nftables connection into the namespace at
+// nsPath; the netlink socket is opened in that namespace without moving any
+// thread.
+func withConn(nsPath string, fn func(*nftables.Conn) error) error {
+	f, err := os.Open(nsPath)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	var st unix.Statfs_t
+	if err := unix.Fstatfs(int(f.Fd()), &st); err == nil && st.Type != unix.NSFS_MAGIC && st.Type != unix.PROC_SUPER_MAGIC {
+		return fmt.Errorf("%s is not a network namespace", nsPath)
+	}
+	c, err := nftables.New(nftables.WithNetNSFd(int(f.Fd())), nftables.AsLasting())
+	if err != nil {
+		return err
+	}
+	defer c.CloseLasting()
+	return fn(c)
+}
