@@ -25,9 +25,22 @@ build:
 demo: deps build
 	scripts/demo.sh $(BIN)
 
-lint:
+# golangci-lint is pinned: a new release may add checks that fail CI.
+GOLANGCI_LINT_VERSION := v2.15.0
+GOLANGCI_LINT := bin/golangci-lint-$(GOLANGCI_LINT_VERSION)
+
+$(GOLANGCI_LINT):
+	mkdir -p bin/.lint
+	GOBIN=$(CURDIR)/bin/.lint $(GO) install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_LINT_VERSION)
+	mv bin/.lint/golangci-lint $@
+
+# lint: formatting, vet, the package edges of README's Layout, and
+# golangci-lint (errorlint, unused, depguard, goimports; .golangci.yml).
+lint: $(GOLANGCI_LINT)
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt: files above need formatting"; exit 1; }
 	$(GO) vet ./...
+	scripts/check-edges.sh
+	$(GOLANGCI_LINT) run ./...
 
 unit:
 	$(GO) test $(TESTFLAGS) $$($(GO) list ./... | grep -v /test$$)
@@ -56,7 +69,7 @@ clean:
 # fuzz runs every fuzz target for FUZZTIME each (CI runs a short round).
 FUZZTIME ?= 10s
 fuzz:
-	$(GO) test -run '^$$' -fuzz '^FuzzExtract$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 2s ./images
+	$(GO) test -run '^$$' -fuzz '^FuzzExtract$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 2s ./internal/archive
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeImage$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 2s ./inspect
 	$(GO) test -run '^$$' -fuzz '^FuzzImages$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 2s ./inspect
 	$(GO) test -run '^$$' -fuzz '^FuzzCollectArchive$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 2s ./inspect

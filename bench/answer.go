@@ -8,7 +8,7 @@ import (
 	"strings"
 	"time"
 
-	
+	"github.com/crtool/crtool/internal/network"
 )
 
 // WorkloadPort is where both workloads listen, inside their namespace.

@@ -3,7 +3,6 @@ package bench
 import (
 	"bytes"
 	"encoding/json"
-	"github.com/crtool/crtool/internal/testutil"
 	"math"
 	"os"
 	"os/exec"
@@ -11,6 +10,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/crtool/crtool/internal/testutil"
 )
 
 func TestMedian(t *testing.T) {

@@ -12,7 +12,7 @@ import (
 	"strings"
 
 	"github.com/crtool/crtool/cgroups"
-	"github.com/crtool/crtool/criu"
+	"github.com/crtool/crtool/internal/criu"
 )
 
 // Item is one line of the report.

@@ -10,9 +10,10 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/crtool/crtool/cgroups"
-	"github.com/crtool/crtool/images"
 	"golang.org/x/sys/unix"
+
+	"github.com/crtool/crtool/cgroups"
+	"github.com/crtool/crtool/format"
 )
 
 // container is what crtool learns about a container from its init's /proc

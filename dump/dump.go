@@ -16,17 +16,20 @@ import (
 
 	"github.com/checkpoint-restore/go-criu/v7/crit/images/stats"
 	"github.com/checkpoint-restore/go-criu/v7/rpc"
-	"github.com/crtool/crtool/cgroups"
-	"github.com/crtool/crtool/criu"
-	"github.com/crtool/crtool/freezer"
-	"github.com/crtool/crtool/images"
-	"github.com/crtool/crtool/internal/progress"
-	"github.com/crtool/crtool/internal/undo"
-	"github.com/crtool/crtool/internal/workdir"
-	"github.com/crtool/crtool/netns"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/crtool/crtool/cgroups"
+	"github.com/crtool/crtool/format"
+	"github.com/crtool/crtool/freezer"
+	"github.com/crtool/crtool/internal/archive"
+	"github.com/crtool/crtool/internal/criu"
+	"github.com/crtool/crtool/internal/criuimg"
+	"github.com/crtool/crtool/internal/network"
+	"github.com/crtool/crtool/internal/podman"
+	"github.com/crtool/crtool/internal/undo"
+	"github.com/crtool/crtool/internal/workdir"
 )
 
 // Version is crtool's version, recorded in every archive.
@@ -53,10 +56,14 @@ type Options struct {
 	PodmanNetwork string
 	RuntimeRoots  []string
 	FreezeTimeout time.Duration
-	// Logf reports progress; nil discards it.
+	// Logf reports progress (-v); nil discards it.
 	Logf func(format string, args ...any)
-	// Progress, a terminal, shows a bar while a large archive is written.
-	Progress *os.File
+	// Warnf reports what the user must know even without -v: an undo step
+	// that failed, a piece left behind. nil discards it.
+	Warnf func(format string, args ...any)
+	// Progress, when set, is called while the archive is written with the
+	// bytes of content done and the total.
+	Progress func(done, total int64)
 }
 
 // Result describes a finished dump.
@@ -71,6 +78,12 @@ type Result struct {
 func (o *Options) logf(format string, args ...any) {
 	if o.Logf != nil {
 		o.Logf(format, args...)
+	}
+}
+
+func (o *Options) warnf(format string, args ...any) {
+	if o.Warnf != nil {
+		o.Warnf(format, args...)
 	}
 }
 
@@ -161,7 +174,11 @@ func Run(ctx context.Context, opts Options) (res *Result, err error) {
 	}
 	defer func() {
 		if err != nil {
-			d.rollback.Run()
+			// The dump's error is what the user acts on; a step of the
+			// rollback that failed is reported beside it, never hidden.
+			for _, f := range undo.Failures(d.rollback.Run()) {
+				d.opts.warnf("%v", f)
+			}
 		}
 		if d.netns != nil {
 			d.netns.Close()
@@ -220,7 +237,7 @@ func (d *dumper) prepare(ctx context.Context) (err error) {
 		return err
 	}
 	d.log = d.wd.Log("dump.log")
-	d.rollback.Push(func() { d.wd.KeepOnly(d.log) })
+	d.rollback.Push("remove work directory "+d.wd.Path, func() error { return d.wd.KeepOnly(d.log) })
 	if err := os.Mkdir(d.wd.Images, 0o700); err != nil {
 		return fmt.Errorf("create image directory: %w", err)
 	}
@@ -243,7 +260,7 @@ func (d *dumper) freeze(ctx context.Context) error {
 			return err
 		}
 		d.lock = lock
-		d.rollback.Push(d.unlock)
+		d.rollback.Push("unlock network of pid "+strconv.Itoa(d.c.pid), d.unlock)
 	}
 	d.opts.logf("freezing %s", d.c.freezerDir)
 	took, err := d.fr.Freeze(ctx, d.opts.FreezeTimeout)
@@ -251,37 +268,45 @@ func (d *dumper) freeze(ctx context.Context) error {
 		return err
 	}
 	d.freezeTook, d.frozenAt = took, time.Now()
-	d.rollback.Push(d.thaw)
+	d.rollback.Push("thaw "+d.c.freezerDir, d.thaw)
 	d.opts.logf("froze %s in %v", d.c.freezerDir, took)
 	return nil
 }
 
 // unlock lifts crtool's lock and any lock a failed CRIU left behind, so the
 // container's connections carry on.
-func (d *dumper) unlock() {
+func (d *dumper) unlock() error {
+	var errs []error
 	if err := d.lock.Unlock(); err != nil {
-		d.opts.logf("%v", err)
+		errs = append(errs, err)
 	}
 	d.lock = nil
 	if d.netns == nil {
-		return
+		return errors.Join(errs...)
 	}
-	now, _ := network.Tables(d.netnsPath(), network.CRIUTablePrefix)
+	now, err := network.Tables(d.netnsPath(), network.CRIUTablePrefix)
+	if err != nil {
+		errs = append(errs, err)
+	}
 	for _, t := range now {
 		if !slices.Contains(d.criuLocks, t) {
-			_ = network.DeleteTable(d.netnsPath(), t)
+			if err := network.DeleteTable(d.netnsPath(), t); err != nil {
+				errs = append(errs, err)
+			}
 		}
 	}
+	return errors.Join(errs...)
 }
 
-func (d *dumper) thaw() {
+func (d *dumper) thaw() error {
 	if d.thawed {
-		return
-	}
-	if err := d.fr.Thaw(); err != nil {
-		d.opts.logf("thaw %s: %v", d.c.freezerDir, err)
+		return nil
 	}
 	d.thawed = true
+	if err := d.fr.Thaw(); err != nil {
+		return fmt.Errorf("thaw %s: %w", d.c.freezerDir, err)
+	}
+	return nil
 }
 
 // inspectFrozen records what can only be read reliably while every task is
@@ -297,7 +322,7 @@ func (d *dumper) inspectFrozen(ctx context.Context) error {
 	if d.files, err = externalFiles(d.fds, d.mounts.ids); err != nil {
 		return err
 	}
-	if err := writeDescriptors(d.wd.Images, d.c.pid, d.fds); err != nil {
+	if err := writeDescriptors(d.wd.Images, stdioOf(d.c.pid, d.fds)); err != nil {
 		return err
 	}
 	if d.netns == nil {
@@ -352,8 +377,12 @@ func (d *dumper) checkpoint(ctx context.Context) error {
 	d.criuTook = time.Since(criuStart)
 	d.opts.logf("CRIU dumped pid %d in %v", d.c.pid, d.criuTook)
 	if d.opts.LeaveRunning {
-		d.thaw()
-		d.unlock()
+		// The images are complete: a container that cannot be thawed or
+		// unlocked now is a failed dump, and the rollback retries both.
+		if err := errors.Join(d.thaw(), d.unlock()); err != nil {
+			d.thawed = false
+			return err
+		}
 		d.frozenFor = time.Since(d.frozenAt)
 	}
 	return nil
@@ -375,14 +404,12 @@ func (d *dumper) pack(ctx context.Context) (err error) {
 		return err
 	}
 	writeStart := time.Now()
-	bar := progress.New(d.opts.Progress, "writing "+filepath.Base(d.opts.Output))
-	_, err = images.WriteFileWith(ctx, d.opts.Output, d.wd.Path, archive.WriteOptions{Compression: d.opts.Compression, Progress: bar.Update})
-	bar.Done()
+	_, err = archive.WriteFile(ctx, d.opts.Output, d.wd.Path, archive.WriteOptions{Compression: d.opts.Compression, Progress: d.opts.Progress})
 	if err != nil {
 		return fmt.Errorf("write %s: %w", d.opts.Output, err)
 	}
 	if d.opts.Output != "-" {
-		d.rollback.Push(func() { _ = os.Remove(d.opts.Output) })
+		d.rollback.Push("remove "+d.opts.Output, func() error { return os.Remove(d.opts.Output) })
 	}
 	d.writeTook = time.Since(writeStart)
 	if err := ctx.Err(); err != nil {
@@ -394,10 +421,14 @@ func (d *dumper) pack(ctx context.Context) (err error) {
 
 // finish stops the container (unless it keeps running) and cleans up.
 func (d *dumper) finish() (*Result, error) {
-	defer d.wd.Remove()
+	defer func() {
+		if err := d.wd.Remove(); err != nil {
+			d.opts.warnf("%v", err)
+		}
+	}()
 	if d.opts.KeepImages != "" {
 		if err := d.wd.MoveImages(d.opts.KeepImages); err != nil {
-			d.opts.logf("%v", err)
+			d.opts.warnf("--keep-images: %v", err)
 		}
 	}
 	if !d.opts.LeaveRunning {
@@ -429,7 +460,7 @@ func (d *dumper) stop() error {
 	if d.opts.TCPEstablished && d.network != nil {
 		var err error
 		if repaired, err = repairTCP(connections(d.network, d.fds), d.fds); err != nil {
-			d.opts.logf("%v", err)
+			d.opts.warnf("%v", err)
 		}
 	}
 	err := stopContainer(d.fr, d.c.freezerDir)
@@ -438,14 +469,14 @@ func (d *dumper) stop() error {
 	}
 	if d.opts.TCPEstablished && d.network != nil {
 		if n, derr := network.DestroyTCP(d.netnsPath(), d.network.Sockets); derr != nil {
-			d.opts.logf("%v", derr)
+			d.opts.warnf("%v", derr)
 		} else if n > 0 {
 			d.opts.logf("destroyed %d leftover TCP sockets", n)
 		}
 		// The namespace may be deleted next, and the kernel unhooks the
 		// lock before it removes the links: take them down meanwhile.
 		if qerr := network.Quiesce(d.netnsPath(), d.network); qerr != nil {
-			d.opts.logf("%v", qerr)
+			d.opts.warnf("%v", qerr)
 		}
 	}
 	return err
@@ -494,7 +525,11 @@ func (d *dumper) metadata() (*format.Metadata, []byte, error) {
 	if spec.Process != nil {
 		md.Container.Command = spec.Process.Args
 	}
-	cfg, err := configDump(c, &spec, id, name, d.image, opts.PodmanNetwork, processStart(c.pid))
+	cfg, err := podman.ConfigDump(podman.Container{
+		Spec: &spec, ID: id, Name: name, Image: d.image.Name, ImageID: d.image.ID,
+		Runtime: c.runtime.Name, OwnNetNS: !c.namespaces["net"].Shared,
+		Network: opts.PodmanNetwork, CreatedAt: processStart(c.pid),
+	})
 	if err != nil {
 		return nil, nil, err
 	}
@@ -503,11 +538,11 @@ func (d *dumper) metadata() (*format.Metadata, []byte, error) {
 
 // criuStats reads CRIU's statistics of the dump from the staging directory.
 func (d *dumper) criuStats() *stats.DumpStatsEntry {
-	msgs, err := images.DecodeImageFile(filepath.Join(d.wd.Path, format.StatsDumpFile), criuimg.Stats)
-	if err != nil || len(msgs) == 0 {
+	st, err := criuimg.New(criuimg.Dir(d.wd.Path), "").DumpStats(format.StatsDumpFile)
+	if err != nil {
 		return nil
 	}
-	return msgs[0].(*stats.StatsEntry).GetDump()
+	return st
 }
 
 // frozenSoFar is how long the container has been frozen: without
@@ -667,4 +702,29 @@ func kernelRelease() string {
 		return ""
 	}
 	return unix.ByteSliceToString(u.Release[:])
+}
+
+// stdioOf is what descriptors 0, 1 and 2 of pid point to, as /proc shows it
+// ("pipe:[123]", "/dev/null").
+func stdioOf(pid int, fds []fdInfo) [3]string {
+	var stdio [3]string
+	for _, f := range fds {
+		if f.pid == pid && f.fd >= 0 && f.fd < 3 {
+			stdio[f.fd] = f.target
+		}
+	}
+	return stdio
+}
+
+// writeDescriptors writes descriptors.json, which runc (and so Podman)
+// reads on restore to reconnect the init's stdio.
+func writeDescriptors(imgDir string, stdio [3]string) error {
+	b, err := podman.Descriptors(stdio)
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(imgDir, format.DescriptorsFile), b, 0o600); err != nil {
+		return fmt.Errorf("write %s: %w", format.DescriptorsFile, err)
+	}
+	return nil
 }

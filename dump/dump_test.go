@@ -5,8 +5,9 @@ import (
 	"testing"
 
 	"github.com/checkpoint-restore/go-criu/v7/rpc"
-	"github.com/crtool/crtool/images"
 	"github.com/moby/sys/mountinfo"
+
+	"github.com/crtool/crtool/format"
 )
 
 func parseMounts(t *testing.T, text string) []*mountinfo.Info {

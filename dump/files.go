@@ -9,8 +9,9 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/crtool/crtool/images"
 	"golang.org/x/sys/unix"
+
+	"github.com/crtool/crtool/format"
 )
 
 // fdInfo is one open descriptor of a process in the container.

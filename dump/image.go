@@ -45,7 +45,7 @@ func resolveImage(ctx context.Context, name, id string) (imageRef, error) {
 		if errors.As(err, &ee) {
 			err = fmt.Errorf("%s", strings.TrimSpace(string(ee.Stderr)))
 		}
-		return imageRef{}, fmt.Errorf("--image %s: podman image inspect: %v: pull or import the image first, or pass --image-id", name, err)
+		return imageRef{}, fmt.Errorf("--image %s: podman image inspect: %w: pull or import the image first, or pass --image-id", name, err)
 	}
 	f := strings.Fields(string(out))
 	if len(f) == 0 {

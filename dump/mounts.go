@@ -7,9 +7,10 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/crtool/crtool/cgroups"
-	"github.com/crtool/crtool/images"
 	"github.com/moby/sys/mountinfo"
+
+	"github.com/crtool/crtool/cgroups"
+	"github.com/crtool/crtool/format"
 )
 
 // mountTable is the container's mount namespace as its init sees it.

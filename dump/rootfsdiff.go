@@ -9,7 +9,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/crtool/crtool/rootfs"
+	"github.com/crtool/crtool/internal/rootfs"
 )
 
 // rootfsChanges writes rootfs-diff.tar and deleted.files into the staging
@@ -91,7 +91,7 @@ func mountImage(ctx context.Context, name string) (string, func(), error) {
 	if err != nil {
 		var ee *exec.ExitError
 		if errors.As(err, &ee) {
-			err = fmt.Errorf("%v: %s", err, strings.TrimSpace(string(ee.Stderr)))
+			err = fmt.Errorf("%w: %s", err, strings.TrimSpace(string(ee.Stderr)))
 		}
 		return "", nil, fmt.Errorf("podman image mount %s: %w", name, err)
 	}

@@ -13,9 +13,10 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/crtool/crtool/images"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
+
+	"github.com/crtool/crtool/format"
 )
 
 // specFor returns the OCI runtime spec of the container: the bundle's

@@ -6,8 +6,9 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/crtool/crtool/netns"
 	"golang.org/x/sys/unix"
+
+	"github.com/crtool/crtool/format"
 )
 
 // connections returns the TCP sockets of the captured namespace that are

@@ -3,8 +3,9 @@ package format
 import (
 	"encoding/json"
 	"fmt"
-	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"time"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
 
 // ContainerConfig is the part of libpod's ContainerConfig (config.dump) that

@@ -138,7 +138,7 @@ func (f *Freezer) Freeze(ctx context.Context, timeout time.Duration) (time.Durat
 		if now.After(deadline) {
 			err := fmt.Errorf("freeze %s: %w after %v (state %s): a task may be stuck in uninterruptible sleep", f.dir, ErrTimeout, timeout, st)
 			if terr := f.Thaw(); terr != nil {
-				err = fmt.Errorf("%w; thaw: %v", err, terr)
+				err = fmt.Errorf("%w; thaw: %w", err, terr)
 			}
 			return 0, err
 		}

@@ -12,8 +12,9 @@ import (
 
 	"github.com/checkpoint-restore/go-criu/v7/crit/images/inventory"
 	"github.com/checkpoint-restore/go-criu/v7/crit/images/stats"
-	"github.com/crtool/crtool/images"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/crtool/crtool/format"
 )
 
 // Options choose what Collect reads beyond the summary. Cmdline, Env,
@@ -221,7 +222,7 @@ func readMetadata(c *contents) (*metadata, error) {
 			continue
 		}
 		if err := json.Unmarshal(b, f.dst); err != nil {
-			return nil, memberErr(f.name, fmt.Errorf("%w: %v", ErrCorruptMetadata, err))
+			return nil, memberErr(f.name, fmt.Errorf("%w: %w", ErrCorruptMetadata, err))
 		}
 	}
 	return md, nil

@@ -12,8 +12,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/crtool/crtool/images"
-	"github.com/crtool/crtool/netns"
+	"github.com/crtool/crtool/format"
+	"github.com/crtool/crtool/internal/archive"
 )
 
 // socketLine is a socket as tests name it: "pid/fd proto state local -> remote".

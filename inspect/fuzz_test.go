@@ -11,7 +11,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/crtool/crtool/images"
+	"github.com/crtool/crtool/format"
 	"github.com/crtool/crtool/internal/testutil"
 )
 

@@ -13,9 +13,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/crtool/crtool/images"
-	"github.com/crtool/crtool/internal/testutil"
 	"golang.org/x/sys/unix"
+
+	"github.com/crtool/crtool/format"
+	"github.com/crtool/crtool/internal/archive"
+	"github.com/crtool/crtool/internal/testutil"
 )
 
 // referenceDir holds the real Podman archives the tests read.
@@ -139,7 +141,7 @@ func crtoolArchive(t testing.TB, podman string, md *format.Metadata, c archive.C
 		t.Fatal(err)
 	}
 	out := filepath.Join(t.TempDir(), "crtool.tar")
-	if _, err := archive.WriteFile(context.Background(), out, dir, c); err != nil {
+	if _, err := archive.WriteFile(context.Background(), out, dir, archive.WriteOptions{Compression: c}); err != nil {
 		t.Fatal(err)
 	}
 	return out

@@ -1,8 +1,9 @@
 package inspect
 
 import (
-	"github.com/crtool/crtool/images"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/crtool/crtool/internal/criuimg"
 )
 
 // imageKind is a kind of CRIU image that inspect decodes.

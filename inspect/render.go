@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"encoding/json"
 	"fmt"
-	"github.com/crtool/crtool/internal/units"
 	"io"
 	"path/filepath"
 	"sort"
@@ -14,7 +13,8 @@ import (
 	"unicode"
 	"unicode/utf8"
 
-	"github.com/crtool/crtool/netns"
+	"github.com/crtool/crtool/format"
+	"github.com/crtool/crtool/internal/units"
 )
 
 // RenderJSON writes the report as indented JSON, the same for every run on

@@ -3,7 +3,7 @@ package inspect
 import (
 	"time"
 
-	"github.com/crtool/crtool/netns"
+	"github.com/crtool/crtool/format"
 )
 
 // Report is everything Collect found. Both renderers work from it alone, and

@@ -15,8 +15,10 @@ import (
 	"strings"
 	"time"
 
-	"github.com/crtool/crtool/images"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/crtool/crtool/format"
+	"github.com/crtool/crtool/internal/archive"
 )
 
 // Bounds on what inspect reads into memory from a hostile archive. Real

@@ -2,28 +2,21 @@ package restore
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"path"
 	"path/filepath"
-	"sort"
 	"strings"
 
-	"github.com/checkpoint-restore/go-criu/v7/crit/images/cgroup"
-	criucore "github.com/checkpoint-restore/go-criu/v7/crit/images/criu-core"
-	"github.com/checkpoint-restore/go-criu/v7/crit/images/fdinfo"
-	criufs "github.com/checkpoint-restore/go-criu/v7/crit/images/fs"
-	"github.com/checkpoint-restore/go-criu/v7/crit/images/mnt"
-	"github.com/checkpoint-restore/go-criu/v7/crit/images/pstree"
-	"github.com/crtool/crtool/cgroups"
-	"github.com/crtool/crtool/images"
-	"github.com/crtool/crtool/netns"
-	"github.com/crtool/crtool/rootfs"
 	securejoin "github.com/cyphar/filepath-securejoin"
-	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
+
+	"github.com/crtool/crtool/format"
+	"github.com/crtool/crtool/internal/archive"
+	"github.com/crtool/crtool/internal/errdefs"
+	"github.com/crtool/crtool/internal/podman"
+	"github.com/crtool/crtool/internal/rootfs"
 )
 
 // StateDir holds what crtool creates on the host for containers restored

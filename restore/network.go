@@ -2,24 +2,29 @@ package restore
 
 import (
 	"errors"
-	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 
-	"github.com/crtool/crtool/images"
-	"github.com/crtool/crtool/netns"
+	"github.com/crtool/crtool/format"
+	"github.com/crtool/crtool/internal/errdefs"
+	"github.com/crtool/crtool/internal/network"
+	"github.com/crtool/crtool/internal/undo"
 )
 
 // netPlan is the network namespace a restored container goes into, and what
 // must happen around CRIU for its connections to survive.
 type netPlan struct {
-	path    string       // namespace handed to CRIU
-	file    *os.File     // held open while CRIU runs
-	created string       // name of a namespace this restore created
+	path    string         // namespace handed to CRIU
+	file    *os.File       // held open while CRIU runs
+	created string         // name of a namespace this restore created
 	lock    *network.Lock  // lock this restore installed
 	stale   []network.Lock // locks left by the dump in a namespace we join
+	// rollback removes what the plan created, newest first: the lock, the
+	// links and bridges Replay made (outside the namespace too), the
+	// namespace.
+	rollback undo.Stack
 }
 
 // planNetwork prepares the container's network namespace. With --netns, or
@@ -31,14 +36,16 @@ func planNetwork(md *format.Metadata, opts Options) (p *netPlan, err error) {
 	ns := md.Namespaces["net"]
 	if ns.Shared {
 		if opts.Netns != "" {
-			return nil, fmt.Errorf("%w: the container shared its host's network namespace, so --netns %s does not apply: drop it", ErrConflict, opts.Netns)
+			return nil, errdefs.Hint(errdefs.Newf(errdefs.ErrUsage, "the container shared its host's network namespace, so %s does not apply", opts.Netns), "drop ", "Netns", "")
 		}
 		return nil, nil
 	}
 	p = &netPlan{}
 	defer func() {
 		if err != nil {
-			p.undo()
+			// The plan's error is the one to report; what its own undo
+			// could not remove is joined to it, never dropped.
+			err = errors.Join(err, p.undo())
 		}
 	}()
 	switch {
@@ -50,7 +57,7 @@ func planNetwork(md *format.Metadata, opts Options) (p *netPlan, err error) {
 			return nil, err
 		}
 	case md.Network == nil:
-		return nil, fmt.Errorf("%w: the container's network namespace is gone and the archive does not describe it: pass --netns PATH", ErrConflict)
+		return nil, errdefs.Newf(errdefs.ErrConflict, "the container's network namespace is gone and the archive does not describe it: pass --netns PATH")
 	default:
 		if err := p.rebuild(md, opts); err != nil {
 			return nil, err
@@ -73,7 +80,7 @@ func planNetwork(md *format.Metadata, opts Options) (p *netPlan, err error) {
 	}
 	f, err := os.Open(p.path)
 	if err != nil {
-		return nil, fmt.Errorf("%w: network namespace %s: %v: pass --netns PATH", ErrConflict, p.path, err)
+		return nil, errdefs.Newf(errdefs.ErrConflict, "network namespace %s: %v: pass --netns PATH", p.path, err)
 	}
 	p.file = f
 	return p, nil
@@ -83,7 +90,7 @@ func planNetwork(md *format.Metadata, opts Options) (p *netPlan, err error) {
 func (p *netPlan) rebuild(md *format.Metadata, opts Options) error {
 	name := netnsName(md, opts)
 	if exists(filepath.Join(network.NamedDir, name)) {
-		return fmt.Errorf("%w: network namespace %s already exists: pass --netns %s to join it", ErrConflict, name, filepath.Join(network.NamedDir, name))
+		return errdefs.Newf(errdefs.ErrConflict, "network namespace %s already exists: pass --netns %s to join it", name, filepath.Join(network.NamedDir, name))
 	}
 	ropts := network.ReplayOptions{
 		Bridge:       opts.Bridge,
@@ -100,26 +107,29 @@ func (p *netPlan) rebuild(md *format.Metadata, opts Options) error {
 			ropts.PeerNetns = format.HostNetns
 		}
 		if l.Peer.Master == "" && ropts.Bridge == "" {
-			return fmt.Errorf("%w: the archive does not name the bridge for the container's %s: pass --bridge NAME (with --create-bridge to create it)", ErrConflict, l.Name)
+			return errdefs.Newf(errdefs.ErrConflict, "the archive does not name the bridge for the container's %s: pass --bridge NAME (with --create-bridge to create it)", l.Name)
 		}
 	}
 	// Conflicts (the address in use elsewhere, the bridge missing) are
 	// found before anything is created.
 	if err := network.Check(md.Network, ropts); err != nil {
-		return fmt.Errorf("%w: %v", ErrConflict, err)
+		return err
 	}
 	path, err := network.CreateNamed(name)
 	if err != nil {
 		return err
 	}
 	p.path, p.created = path, name
-	if err := network.Replay(path, md.Network, ropts); err != nil {
+	p.rollback.Push("delete network namespace "+name, func() error { return network.DeleteNamed(name) })
+	if err := network.Replay(path, md.Network, ropts, &p.rollback); err != nil {
 		return err
 	}
 	if opts.TCPEstablished {
-		if p.lock, err = network.LockNamespace(path, "restore-"+shortID(md.Container.ID)); err != nil {
+		if p.lock, err = network.LockNamespace(path, "restore-"+format.ShortID(md.Container.ID)); err != nil {
 			return err
 		}
+		lock := p.lock
+		p.rollback.Push("unlock network namespace "+name, lock.Unlock)
 		if err := network.SetLinksUp(path, md.Network); err != nil {
 			return err
 		}
@@ -162,7 +172,7 @@ func hasAddresses(path string, want *format.Config) error {
 		}
 	}
 	if len(missing) > 0 {
-		return fmt.Errorf("%w: network namespace %s lacks the container's addresses (%s): delete it so crtool rebuilds it, or pass --netns PATH", ErrConflict, path, strings.Join(missing, ", "))
+		return errdefs.Newf(errdefs.ErrConflict, "network namespace %s lacks the container's addresses (%s): delete it so crtool rebuilds it, or pass --netns PATH", path, strings.Join(missing, ", "))
 	}
 	return nil
 }
@@ -186,19 +196,16 @@ func (p *netPlan) afterRestore() error {
 	return errors.Join(errs...)
 }
 
-// undo removes what the plan created: the lock and the namespace (whose
-// veth pairs, host ends included, go with it).
-func (p *netPlan) undo() {
+// undo removes what the plan created: the lock, the links and bridges
+// Replay made, and the namespace (whose veth pairs, host ends included, go
+// with it).
+func (p *netPlan) undo() error {
 	if p == nil {
-		return
+		return nil
 	}
-	if p.file != nil {
-		p.file.Close()
-	}
-	_ = p.lock.Unlock()
-	if p.created != "" {
-		_ = network.DeleteNamed(p.created)
-	}
+	p.close()
+	p.lock = nil
+	return p.rollback.Run()
 }
 
 func (p *netPlan) close() {
@@ -211,11 +218,4 @@ func (p *netPlan) close() {
 func exists(p string) bool {
 	_, err := os.Stat(p)
 	return err == nil
-}
-
-func shortID(id string) string {
-	if len(id) > 12 {
-		return id[:12]
-	}
-	return id
 }

@@ -12,23 +12,19 @@ import (
 
 	"github.com/checkpoint-restore/go-criu/v7/crit/images/stats"
 	"github.com/checkpoint-restore/go-criu/v7/rpc"
-	"github.com/crtool/crtool/cgroups"
-	"github.com/crtool/crtool/criu"
-	"github.com/crtool/crtool/dump"
-	"github.com/crtool/crtool/freezer"
-	"github.com/crtool/crtool/images"
-	"github.com/crtool/crtool/internal/progress"
-	"github.com/crtool/crtool/internal/undo"
-	"github.com/crtool/crtool/internal/workdir"
 	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/proto"
-)
 
-var (
-	// ErrBadArchive means the archive is not a usable checkpoint.
-	ErrBadArchive = errors.New("not a usable checkpoint archive")
-	// ErrConflict means something the restore needs is taken on this host.
-	ErrConflict = errors.New("host state conflicts with the restore")
+	"github.com/crtool/crtool/cgroups"
+	"github.com/crtool/crtool/format"
+	"github.com/crtool/crtool/freezer"
+	"github.com/crtool/crtool/internal/archive"
+	"github.com/crtool/crtool/internal/criu"
+	"github.com/crtool/crtool/internal/criuimg"
+	"github.com/crtool/crtool/internal/errdefs"
+	"github.com/crtool/crtool/internal/podman"
+	"github.com/crtool/crtool/internal/undo"
+	"github.com/crtool/crtool/internal/workdir"
 )
 
 // Options configure a restore.
@@ -49,12 +45,17 @@ type Options struct {
 	Bridge       string
 	CreateBridge bool
 	PeerNetns    string
-	// Progress, a terminal, shows a bar while a large archive is read.
-	Progress *os.File
+	// Progress, when set, is called while the archive is read with the
+	// bytes read and the archive's size (-1 for a stream).
+	Progress func(done, total int64)
 	// Log receives what the container wrote to pipes that led outside it
 	// (its stdout and stderr under a supervisor); default /dev/null.
-	Log  string
+	Log string
+	// Logf reports progress (-v); nil discards it.
 	Logf func(format string, args ...any)
+	// Warnf reports what the user must know even without -v: an undo step
+	// that failed, a piece left behind. nil discards it.
+	Warnf func(format string, args ...any)
 }
 
 // Result describes a restored container.
@@ -72,6 +73,12 @@ type Result struct {
 func (o *Options) logf(format string, args ...any) {
 	if o.Logf != nil {
 		o.Logf(format, args...)
+	}
+}
+
+func (o *Options) warnf(format string, args ...any) {
+	if o.Warnf != nil {
+		o.Warnf(format, args...)
 	}
 }
 
@@ -145,10 +152,14 @@ func Run(ctx context.Context, opts Options) (res *Result, err error) {
 		return nil, err
 	}
 	defer func() {
-		if err != nil {
-			r.rollback.Run()
-		}
 		r.closeFiles()
+		if err != nil {
+			// The restore's error is what the user acts on; a piece the
+			// rollback could not remove is reported beside it.
+			for _, f := range undo.Failures(r.rollback.Run()) {
+				r.opts.warnf("%v", f)
+			}
+		}
 	}()
 	steps := []func(context.Context) error{
 		r.unpack, r.describe, r.prepareRoot, r.prepareCgroups, r.prepareNetwork, r.prepareFiles, r.restore, r.resume,
@@ -169,12 +180,12 @@ func (r *restorer) unpack(ctx context.Context) error {
 		return err
 	}
 	r.wd, r.log = wd, wd.Log("restore.log")
-	r.rollback.Push(func() { wd.KeepOnly(r.log) })
+	r.rollback.Push("remove work directory "+wd.Path, func() error { return wd.KeepOnly(r.log) })
 	if err := unpack(ctx, r.opts.Input, wd.Path, r.opts.Progress); err != nil {
 		return err
 	}
-	if _, err := os.Stat(filepath.Join(wd.Images, "inventory.img")); err != nil {
-		return fmt.Errorf("%s: %w: checkpoint/inventory.img is missing", r.opts.Input, ErrBadArchive)
+	if _, err := os.Stat(filepath.Join(wd.Images, format.InventoryImage)); err != nil {
+		return errdefs.Newf(errdefs.ErrInvalidArchive, "%s: %s/%s is missing", r.opts.Input, format.CheckpointDir, format.InventoryImage)
 	}
 	return nil
 }
@@ -185,14 +196,16 @@ func (r *restorer) describe(ctx context.Context) error {
 	md, err := format.ReadMetadata(r.wd.Path)
 	switch {
 	case errors.Is(err, os.ErrNotExist):
-		if md, r.fg, err = foreignMetadata(r.wd.Path, r.opts); err != nil {
+		cp, err := podman.Decode(r.wd.Path, r.opts.Name, StateDir)
+		if err != nil {
 			return fmt.Errorf("%s: %w", r.opts.Input, err)
 		}
+		r.fg, md = &foreign{Checkpoint: cp}, cp.Metadata
 		if r.opts.Root == "" {
 			return fmt.Errorf("%s was not written by crtool: pass --root DIR, the root filesystem of its image (it stays unmodified: the container runs on an overlay of it)", r.opts.Input)
 		}
 	case err != nil:
-		return fmt.Errorf("%s: %w: %v", r.opts.Input, ErrBadArchive, err)
+		return errdefs.Newf(errdefs.ErrInvalidArchive, "%s: %w", r.opts.Input, err)
 	}
 	if md.Options.TCPEstablished && !r.opts.TCPEstablished {
 		return fmt.Errorf("%s was dumped with --tcp-established: restore it with --tcp-established", r.opts.Input)
@@ -220,12 +233,15 @@ func (r *restorer) prepareRoot(ctx context.Context) error {
 	}
 	// Only a state directory this restore created may be removed on
 	// failure: another container may own one of the same name.
-	if err := r.fg.create(r.md.Container.Name); err != nil {
+	if err := r.fg.create(); err != nil {
 		return err
 	}
-	r.rollback.Push(r.fg.remove)
-	root, err := r.fg.prepare(ctx, r.wd.Path, r.root, r.md)
+	r.rollback.Push("remove "+r.fg.Dir, r.fg.remove)
+	root, err := r.fg.mountOverlay(r.root)
 	if err != nil {
+		return err
+	}
+	if err := r.fg.fill(ctx, r.wd.Path, root); err != nil {
 		return err
 	}
 	r.root = root
@@ -244,7 +260,7 @@ func (r *restorer) prepareCgroups(ctx context.Context) error {
 		return err
 	}
 	cg := r.cg
-	r.rollback.Push(func() { removeCgroups(cg, created) })
+	r.rollback.Push("remove the container's cgroups", func() error { return removeCgroups(cg, created) })
 	if r.extMnt, err = mapMounts(r.md); err != nil {
 		return err
 	}
@@ -258,9 +274,9 @@ func (r *restorer) prepareNetwork(ctx context.Context) error {
 		return err
 	}
 	r.net = net
-	r.rollback.Push(net.undo)
+	r.rollback.Push("remove the rebuilt network", net.undo)
 	if net != nil {
-		r.inherit = append(r.inherit, r.inheritFd(dump.NetnsKey, net.file))
+		r.inherit = append(r.inherit, r.inheritFd(format.NetnsKey, net.file))
 		net.file = nil // closed with the other files
 	}
 	return nil
@@ -343,15 +359,17 @@ func (r *restorer) resume(ctx context.Context) error {
 // finish reports the restore and removes the work directory.
 func (r *restorer) finish(start time.Time) *Result {
 	res := &Result{PID: r.pid, Name: r.name, Metadata: r.md, CRIUTime: r.criuTook}
-	if msgs, err := images.DecodeImageFile(filepath.Join(r.wd.Images, "stats-restore"), criuimg.Stats); err == nil && len(msgs) > 0 {
-		res.CRIU = msgs[0].(*stats.StatsEntry).GetRestore()
+	if st, err := criuimg.New(criuimg.Dir(r.wd.Images), "").RestoreStats(format.StatsRestore); err == nil {
+		res.CRIU = st
 	}
 	if r.opts.KeepImages != "" {
 		if err := r.wd.MoveImages(r.opts.KeepImages); err != nil {
-			r.opts.logf("%v", err)
+			r.opts.warnf("--keep-images: %v", err)
 		}
 	}
-	r.wd.Remove()
+	if err := r.wd.Remove(); err != nil {
+		r.opts.warnf("%v", err)
+	}
 	res.Duration = time.Since(start)
 	return res
 }
@@ -372,7 +390,7 @@ func criuRestoreOptions(imgFd int32, root string, md *format.Metadata, o Options
 }
 
 // unpack extracts the archive into dir.
-func unpack(ctx context.Context, input, dir string, term *os.File) error {
+func unpack(ctx context.Context, input, dir string, progress func(done, total int64)) error {
 	var r io.Reader = os.Stdin
 	total := int64(-1)
 	if input != "-" {
@@ -386,13 +404,28 @@ func unpack(ctx context.Context, input, dir string, term *os.File) error {
 		}
 		r = f
 	}
-	bar := progress.New(term, "reading "+filepath.Base(input))
-	defer bar.Done()
-	r = &progress.Reader{R: r, Bar: bar, Total: total}
+	if progress != nil {
+		r = &countingReader{r: r, total: total, report: progress}
+	}
 	if _, err := archive.Extract(ctx, r, dir, archive.ExtractOptions{}); err != nil {
-		return fmt.Errorf("%s: %w: %v", input, ErrBadArchive, err)
+		return fmt.Errorf("%s: %w", input, err)
 	}
 	return nil
+}
+
+// countingReader reports the bytes read so far to a progress callback.
+type countingReader struct {
+	r      io.Reader
+	done   int64
+	total  int64
+	report func(done, total int64)
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.done += int64(n)
+	c.report(c.done, c.total)
+	return n, err
 }
 
 // checkCgroupsFree refuses to restore into cgroups that still hold
@@ -407,7 +440,7 @@ func checkCgroupsFree(cg cgroups.Set) error {
 			return err
 		}
 		if len(pids) > 0 {
-			return fmt.Errorf("%w: cgroup %s (%s) still holds pid %d: stop the original container first", ErrConflict, cg[h], dir, pids[0])
+			return errdefs.Newf(errdefs.ErrConflict, "cgroup %s (%s) still holds pid %d: stop the original container first", cg[h], dir, pids[0])
 		}
 	}
 	return nil
@@ -415,14 +448,20 @@ func checkCgroupsFree(cg cgroups.Set) error {
 
 // removeCgroups kills what a failed restore left in the container's cgroups
 // and removes the cgroups the restore created.
-func removeCgroups(cg cgroups.Set, created []string) {
+func removeCgroups(cg cgroups.Set, created []string) error {
+	var errs []error
 	if p, ok := cg["freezer"]; ok {
-		_ = thaw("freezer", p)
+		if err := thaw("freezer", p); err != nil && !errors.Is(err, os.ErrNotExist) {
+			errs = append(errs, err)
+		}
 	}
 	for _, dir := range cg.Dirs() {
-		_ = cgroups.Kill(dir, 5*time.Second)
+		if err := cgroups.Kill(dir, 5*time.Second); err != nil && !errors.Is(err, os.ErrNotExist) {
+			errs = append(errs, err)
+		}
 	}
-	_ = cgroups.Remove(created)
+	errs = append(errs, cgroups.Remove(created))
+	return errors.Join(errs...)
 }
 
 func thaw(h, p string) error {
@@ -486,7 +525,7 @@ func openExternalFile(ef format.ExternalFile, logPath string) (*os.File, error) 
 		}
 		return f, nil
 	}
-	return nil, fmt.Errorf("%w: unknown external file kind %q", ErrBadArchive, ef.Kind)
+	return nil, errdefs.Newf(errdefs.ErrInvalidArchive, "unknown external file kind %q", ef.Kind)
 }
 
 func writePidFile(path string, pid int) error {

@@ -5,9 +5,10 @@ import (
 	"testing"
 
 	"github.com/checkpoint-restore/go-criu/v7/rpc"
-	"github.com/crtool/crtool/cgroups"
-	"github.com/crtool/crtool/images"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/crtool/crtool/cgroups"
+	"github.com/crtool/crtool/format"
 )
 
 func TestMapMounts(t *testing.T) {

@@ -21,7 +21,7 @@ import (
 	"testing"
 	"time"
 
-	
+	"github.com/crtool/crtool/internal/network"
 )
 
 // containerSpec describes a test container.
@@ -392,11 +392,11 @@ func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
 }
 
 // dialIn opens a TCP connection from inside the network namespace at path.
-func dialIn(nsPath, network, addr string) (net.Conn, error) {
+func dialIn(nsPath, proto, addr string) (net.Conn, error) {
 	var conn net.Conn
 	err := network.Do(nsPath, func() error {
 		var err error
-		conn, err = net.DialTimeout(network, addr, 3*time.Second)
+		conn, err = net.DialTimeout(proto, addr, 3*time.Second)
 		return err
 	})
 	return conn, err

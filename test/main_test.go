@@ -11,7 +11,7 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/crtool/crtool/criu"
+	"github.com/crtool/crtool/internal/criu"
 	"github.com/crtool/crtool/internal/testutil"
 )
 

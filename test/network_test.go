@@ -222,9 +222,12 @@ func TestMigrationToFreshHost(t *testing.T) {
 			mustRun(t, "ip", "netns", "del", "crt-"+l.id)
 			mustRun(t, env.runc, "--root", c.runcRoot, "delete", "-f", c.id)
 			waitFor(t, 5*time.Second, "the cgroups to go", func() bool { return len(c.cgroupDirs()) == 0 })
-			if out, _ := exec.Command("ip", "-n", l.hub, "-o", "link").Output(); strings.Contains(string(out), fmt.Sprintf("v%s2", l.id)) {
-				t.Fatalf("the container's veth survived its namespace: %s", out)
-			}
+			// The kernel removes a deleted namespace's devices
+			// asynchronously: the veth's host end goes a moment later.
+			waitFor(t, 10*time.Second, "the container's veth to go with its namespace", func() bool {
+				out, err := exec.Command("ip", "-n", l.hub, "-o", "link").Output()
+				return err == nil && !strings.Contains(string(out), fmt.Sprintf("v%s2", l.id))
+			})
 			newRoot := filepath.Join(t.TempDir(), "moved-rootfs")
 			if err := os.Rename(c.rootfs, newRoot); err != nil {
 				t.Fatal(err)

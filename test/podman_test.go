@@ -17,7 +17,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/crtool/crtool/images"
+	"github.com/crtool/crtool/format"
+	"github.com/crtool/crtool/internal/archive"
 	"github.com/crtool/crtool/internal/testutil"
 )
 
@@ -277,9 +278,9 @@ func cleanupForeign(t *testing.T, c *container, name string) {
 
 // foreignContainer is a container restored from an archive crtool did not
 // write: its cgroup is the one recorded in the archive.
-func foreignContainer(t *testing.T, archive string) *container {
+func foreignContainer(t *testing.T, path string) *container {
 	t.Helper()
-	f, err := os.Open(archive)
+	f, err := os.Open(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -299,7 +300,7 @@ func foreignContainer(t *testing.T, archive string) *container {
 		return archive.ErrStop
 	})
 	if err != nil || spec.Linux.CgroupsPath == "" {
-		t.Fatalf("spec.dump of %s: %v", archive, err)
+		t.Fatalf("spec.dump of %s: %v", path, err)
 	}
 	// The restored tasks join the archive's cgroup; the harness removes it
 	// like its own.

@@ -3,8 +3,9 @@ package main
 import (
 	"fmt"
 
-	"github.com/crtool/crtool/check"
 	"github.com/urfave/cli/v2"
+
+	"github.com/crtool/crtool/check"
 )
 
 func checkCommand() *cli.Command {

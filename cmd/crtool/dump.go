@@ -2,12 +2,15 @@ package main
 
 import (
 	"fmt"
-	"github.com/crtool/crtool/internal/units"
+	"path/filepath"
 	"time"
 
-	"github.com/crtool/crtool/dump"
-	"github.com/crtool/crtool/images"
+	"github.com/crtool/crtool/internal/archive"
+	"github.com/crtool/crtool/internal/units"
+
 	"github.com/urfave/cli/v2"
+
+	"github.com/crtool/crtool/dump"
 )
 
 func dumpCommand() *cli.Command {
@@ -65,7 +68,7 @@ Example:
 				RuntimeRoots:   c.StringSlice("runtime-root"),
 				FreezeTimeout:  c.Duration("freeze-timeout"),
 				Logf:           logger(c),
-				Progress:       terminal(c.App.ErrWriter),
+				Warnf:          warner(c),
 			}
 			comp, err := compression(c.String("compress"), opts.Output)
 			if err != nil {
@@ -75,7 +78,10 @@ Example:
 			if err := opts.Validate(); err != nil {
 				return usageError{err}
 			}
+			bar := newBar(terminal(c.App.ErrWriter), "writing "+filepath.Base(opts.Output))
+			opts.Progress = bar.callback()
 			res, err := dump.Run(c.Context, opts)
+			bar.Done()
 			if err != nil {
 				return err
 			}

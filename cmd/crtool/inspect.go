@@ -7,9 +7,10 @@ import (
 	"os"
 	"strings"
 
-	"github.com/crtool/crtool/inspect"
 	"github.com/urfave/cli/v2"
 	"golang.org/x/sys/unix"
+
+	"github.com/crtool/crtool/inspect"
 )
 
 // Output formats of crtool inspect.

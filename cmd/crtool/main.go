@@ -12,22 +12,27 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
+	"unicode"
 
-	"github.com/crtool/crtool/criu"
-	"github.com/crtool/crtool/dump"
 	"github.com/urfave/cli/v2"
+
+	"github.com/crtool/crtool/dump"
+	"github.com/crtool/crtool/internal/criu"
+	"github.com/crtool/crtool/internal/errdefs"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
 var version = "dev"
 
-// Exit codes.
+// Exit codes, decided here only, from the error's class (internal/errdefs).
 const (
-	exitOK      = 0
-	exitFailed  = 1 // the operation failed
-	exitUsage   = 2 // bad flags or arguments
-	exitMissing = 3 // a prerequisite is missing: root, CRIU
+	exitOK       = 0
+	exitFailed   = 1   // the operation failed; the archive or host stands in the way
+	exitUsage    = 2   // bad flags or arguments
+	exitMissing  = 3   // a prerequisite is missing: root, CRIU
+	exitCanceled = 130 // interrupted (SIGINT or SIGTERM); nothing was changed
 )
 
 // usageError marks errors in how crtool was called.
@@ -43,24 +48,55 @@ func run(args []string, stdout, stderr io.Writer) int {
 	dump.Version = version
 	app := newApp(stdout, stderr)
 	if err := app.RunContext(ctx, args); err != nil {
-		fmt.Fprintf(stderr, "crtool: error: %v\n", err)
-		return exitCode(err)
+		fmt.Fprintf(stderr, "crtool: error: %s\n", errdefs.Render(err, flagName))
+		return exitCode(ctx, err)
 	}
 	return exitOK
 }
 
-func exitCode(err error) int {
+func exitCode(ctx context.Context, err error) int {
 	var ue usageError
 	var ce cli.ExitCoder
 	switch {
-	case errors.As(err, &ue):
+	case errors.As(err, &ue), errors.Is(err, errdefs.ErrUsage):
 		return exitUsage
 	case errors.As(err, &ce):
 		return ce.ExitCode()
-	case errors.Is(err, criu.ErrNotRoot), errors.Is(err, criu.ErrNotFound), errors.Is(err, criu.ErrTooOld):
+	case errors.Is(err, errdefs.ErrPrecondition),
+		errors.Is(err, criu.ErrNotRoot), errors.Is(err, criu.ErrNotFound), errors.Is(err, criu.ErrTooOld):
 		return exitMissing
+	case ctx.Err() != nil && errors.Is(err, context.Canceled):
+		return exitCanceled
 	}
 	return exitFailed
+}
+
+// flagName is the command-line flag for an Options field that an error
+// names (errdefs.Hint): "CreateBridge" becomes "--create-bridge".
+func flagName(field string) string {
+	var b strings.Builder
+	rs := []rune(field)
+	for i, r := range rs {
+		upper := unicode.IsUpper(r)
+		if upper && i > 0 {
+			prevLower := unicode.IsLower(rs[i-1])
+			nextLower := i+1 < len(rs) && unicode.IsLower(rs[i+1])
+			if prevLower || (unicode.IsUpper(rs[i-1]) && nextLower) {
+				b.WriteByte('-')
+			}
+		}
+		b.WriteRune(unicode.ToLower(r))
+	}
+	return "--" + b.String()
+}
+
+// warner prints what the user must see even without -v: a rollback step
+// that failed, a piece left on the host.
+func warner(c *cli.Context) func(string, ...any) {
+	w := c.App.ErrWriter
+	return func(format string, args ...any) {
+		fmt.Fprintf(w, "crtool: warning: "+format+"\n", args...)
+	}
 }
 
 func newApp(stdout, stderr io.Writer) *cli.App {
@@ -74,7 +110,7 @@ checkpoint layout; restore brings the container back from the archive on the
 same or another host.
 
 Exit status: 0 success, 1 the operation failed, 2 bad usage, 3 a
-prerequisite is missing (root, CRIU 4.2 or newer).`,
+prerequisite is missing (root, CRIU 4.2 or newer), 130 interrupted.`,
 		Writer:               stdout,
 		ErrWriter:            stderr,
 		HideHelpCommand:      true,

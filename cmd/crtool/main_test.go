@@ -4,8 +4,9 @@ import (
 	"os"
 	"testing"
 
-	"github.com/crtool/crtool/internal/testutil"
 	"github.com/rogpeppe/go-internal/testscript"
+
+	"github.com/crtool/crtool/internal/testutil"
 )
 
 // The scripts in testdata run the real crtool command through its main,
@@ -26,4 +27,18 @@ func TestScripts(t *testing.T) {
 			return nil
 		},
 	})
+}
+
+func TestFlagName(t *testing.T) {
+	for field, want := range map[string]string{
+		"CreateBridge":   "--create-bridge",
+		"PeerNetns":      "--peer-netns",
+		"Name":           "--name",
+		"PID":            "--pid",
+		"TCPEstablished": "--tcp-established",
+	} {
+		if got := flagName(field); got != want {
+			t.Errorf("flagName(%q) = %q, want %q", field, got, want)
+		}
+	}
 }

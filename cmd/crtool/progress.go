@@ -1,6 +1,8 @@
-// Package progress shows a byte progress bar on a terminal for the long
-// phases of a dump or restore (writing or reading a large archive).
 package main
+
+// A byte progress bar on a terminal for the long phases of a dump or restore
+// (writing or reading a large archive). The dump and restore packages only
+// report bytes through a callback; drawing is the command line's business.
 
 import (
 	"io"
@@ -26,9 +28,9 @@ type Bar struct {
 	bar   *progressbar.ProgressBar
 }
 
-// New returns a bar that draws on w, or nil when w is not a terminal
+// newBar returns a bar that draws on w, or nil when w is not a terminal
 // (a log file or a pipe gets no bar).
-func New(w *os.File, what string) *Bar {
+func newBar(w *os.File, what string) *Bar {
 	if w == nil || !term.IsTerminal(int(w.Fd())) {
 		return nil
 	}
@@ -71,17 +73,11 @@ func (b *Bar) Done() {
 	}
 }
 
-// Reader counts the bytes read through it into a Bar.
-type Reader struct {
-	R     io.Reader
-	Bar   *Bar
-	Total int64
-	done  int64
-}
-
-func (r *Reader) Read(p []byte) (int, error) {
-	n, err := r.R.Read(p)
-	r.done += int64(n)
-	r.Bar.Update(r.done, r.Total)
-	return n, err
+// callback is b's Update for an operation's Progress option, nil (no
+// reporting at all) when there is no bar.
+func (b *Bar) callback() func(done, total int64) {
+	if b == nil {
+		return nil
+	}
+	return b.Update
 }

@@ -2,10 +2,12 @@ package main
 
 import (
 	"fmt"
+	"path/filepath"
 	"time"
 
-	"github.com/crtool/crtool/restore"
 	"github.com/urfave/cli/v2"
+
+	"github.com/crtool/crtool/restore"
 )
 
 func restoreCommand() *cli.Command {
@@ -77,12 +79,15 @@ Example:
 				CreateBridge:   c.Bool("create-bridge"),
 				PeerNetns:      c.String("peer-netns"),
 				Logf:           logger(c),
-				Progress:       terminal(c.App.ErrWriter),
+				Warnf:          warner(c),
 			}
 			if err := opts.Validate(); err != nil {
 				return usageError{err}
 			}
+			bar := newBar(terminal(c.App.ErrWriter), "reading "+filepath.Base(opts.Input))
+			opts.Progress = bar.callback()
 			res, err := restore.Run(c.Context, opts)
+			bar.Done()
 			if err != nil {
 				return err
 			}

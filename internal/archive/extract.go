@@ -10,8 +10,9 @@ import (
 	"os"
 	"strings"
 
-	"github.com/crtool/crtool/internal/safefs"
 	"golang.org/x/sys/unix"
+
+	"github.com/crtool/crtool/internal/safefs"
 )
 
 // Defaults for ExtractOptions' zero values: far above any real checkpoint's
@@ -64,7 +65,7 @@ func Extract(ctx context.Context, r io.Reader, destDir string, opts ExtractOptio
 	x := &extractor{root: root, a: a, buf: make([]byte, copyChunk), maxFiles: opts.MaxFiles}
 	for {
 		hdr, err := a.next(ctx)
-		if err == io.EOF {
+		if errors.Is(err, io.EOF) {
 			return st, nil
 		}
 		if err != nil {

@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"io/fs"
 	"os"
@@ -82,7 +83,7 @@ func FuzzExtract(f *testing.F) {
 				t.Errorf("Walk passed %q of type %q", hdr.Name, hdr.Typeflag)
 			}
 			_, err := io.CopyN(io.Discard, body, 8<<20)
-			if err == io.EOF {
+			if errors.Is(err, io.EOF) {
 				return nil
 			}
 			return err

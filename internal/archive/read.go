@@ -47,7 +47,7 @@ func Walk(ctx context.Context, r io.Reader, fn func(hdr *tar.Header, body io.Rea
 	defer a.close()
 	for {
 		hdr, err := a.next(ctx)
-		if err == io.EOF {
+		if errors.Is(err, io.EOF) {
 			return nil
 		}
 		if err != nil {
@@ -112,7 +112,7 @@ func (a *archiveReader) next(ctx context.Context) (*tar.Header, error) {
 			return nil, fmt.Errorf("read archive: %w", err)
 		}
 		hdr, err := a.tr.Next()
-		if err == io.EOF {
+		if errors.Is(err, io.EOF) {
 			return nil, a.finish()
 		}
 		if err != nil {
@@ -145,7 +145,7 @@ func (a *archiveReader) finish() error {
 	if a.comp != None {
 		// Only the stream's checksum catches flipped bits in file
 		// content, and it comes after the tar end marker.
-		if _, err := io.CopyN(io.Discard, a.dec, drainLimit); err != nil && err != io.EOF {
+		if _, err := io.CopyN(io.Discard, a.dec, drainLimit); err != nil && !errors.Is(err, io.EOF) {
 			return a.fail("after the end of the tar archive", err)
 		}
 	}
@@ -249,7 +249,7 @@ type bodyReader struct {
 
 func (b *bodyReader) Read(p []byte) (int, error) {
 	n, err := b.a.tr.Read(p)
-	if err != nil && err != io.EOF {
+	if err != nil && !errors.Is(err, io.EOF) {
 		where := ""
 		if b.name != "" {
 			where = "in " + b.name

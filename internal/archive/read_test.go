@@ -598,7 +598,7 @@ func TestWalk(t *testing.T) {
 			if hdr.Name == "checkpoint/descriptors.json" {
 				b, err := io.ReadAll(body)
 				if err != nil || len(b) != 43 {
-					return fmt.Errorf("descriptors.json: %d bytes, %v", len(b), err)
+					return fmt.Errorf("descriptors.json: %d bytes, %w", len(b), err)
 				}
 			}
 			return nil

@@ -118,7 +118,7 @@ func Open(ctx context.Context, explicit string) (*Binary, error) {
 		return nil, err
 	}
 	if _, err := os.Stat(path); err != nil {
-		return nil, fmt.Errorf("%w: %s (from %s): %v: run 'make deps' or pass --criu PATH", ErrNotFound, path, source, err)
+		return nil, fmt.Errorf("%w: %s (from %s): %w: run 'make deps' or pass --criu PATH", ErrNotFound, path, source, err)
 	}
 	v, err := version(ctx, path, source)
 	if err != nil {
@@ -159,7 +159,7 @@ func version(ctx context.Context, path, source string) (Version, error) {
 	defer cancel()
 	out, err := exec.CommandContext(ctx, path, "--version").CombinedOutput()
 	if err != nil {
-		return Version{}, fmt.Errorf("run %s --version (from %s): %v: %s", path, source, err, firstLine(string(out)))
+		return Version{}, fmt.Errorf("run %s --version (from %s): %w: %s", path, source, err, firstLine(string(out)))
 	}
 	v, err := ParseVersion(string(out))
 	if err != nil {
@@ -196,7 +196,7 @@ func (b *Binary) Check(ctx context.Context) (string, error) {
 	defer cancel()
 	out, err := exec.CommandContext(ctx, b.Path, "check").CombinedOutput()
 	if err != nil {
-		return string(out), fmt.Errorf("%s check: %v", b.Path, err)
+		return string(out), fmt.Errorf("%s check: %w", b.Path, err)
 	}
 	return string(out), nil
 }

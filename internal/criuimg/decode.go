@@ -55,11 +55,6 @@ var (
 	TCPStream = Kind{Magic: "TCP_STREAM", Entry: func() proto.Message { return &tcp_stream.TcpStreamEntry{} }, Payload: true}
 )
 
-const (
-	magicSize = 4
-	sizeSize  = 4
-)
-
 var magics = magic.LoadMagic()
 
 // Decode decodes data, the content of a CRIU image, with go-criu's

@@ -3,6 +3,13 @@ package criuimg
 import (
 	"errors"
 	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
 	"github.com/checkpoint-restore/go-criu/v7/crit/images/cgroup"
 	criu_core "github.com/checkpoint-restore/go-criu/v7/crit/images/criu-core"
 	"github.com/checkpoint-restore/go-criu/v7/crit/images/fdinfo"
@@ -10,14 +17,9 @@ import (
 	"github.com/checkpoint-restore/go-criu/v7/crit/images/mnt"
 	"github.com/checkpoint-restore/go-criu/v7/crit/images/pstree"
 	"github.com/checkpoint-restore/go-criu/v7/crit/images/stats"
-	"github.com/crtool/crtool/internal/errdefs"
 	"google.golang.org/protobuf/proto"
-	"io"
-	"io/fs"
-	"os"
-	"path/filepath"
-	"strconv"
-	"strings"
+
+	"github.com/crtool/crtool/internal/errdefs"
 )
 
 var (

@@ -106,10 +106,12 @@ func walk(err error, fn func(*optionText)) {
 	if err == nil {
 		return
 	}
-	if o, ok := err.(*optionText); ok {
+	// walk visits every error of the chain itself, so it looks at each
+	// one's own type rather than searching the chain with errors.As.
+	if o, ok := err.(*optionText); ok { //nolint:errorlint
 		fn(o)
 	}
-	switch u := err.(type) {
+	switch u := err.(type) { //nolint:errorlint // see above
 	case interface{ Unwrap() error }:
 		walk(u.Unwrap(), fn)
 	case interface{ Unwrap() []error }:

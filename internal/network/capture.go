@@ -11,10 +11,11 @@ import (
 	"slices"
 	"sort"
 
-	"github.com/crtool/crtool/format"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
+
+	"github.com/crtool/crtool/format"
 )
 
 // Capture records the configuration of the network namespace at nsPath
@@ -188,7 +189,7 @@ func (c *capturer) vethPeer(a *netlink.LinkAttrs) (*format.Peer, error) {
 		return nil, err
 	}
 	if cand == nil {
-		c.unsupported("link %s: the namespace of its veth peer (nsid %d) is neither crtool's nor one in %s; Replay needs ReplayOptions.PeerNetns", a.Name, a.NetNsID, NamedDir)
+		c.unsupported("link %s: the namespace of its veth peer (nsid %d) is neither crtool's nor one in %s: restore it with --peer-netns", a.Name, a.NetNsID, NamedDir)
 		return &format.Peer{}, nil
 	}
 	ph, err := cand.handle()

@@ -5,10 +5,11 @@ import (
 	"fmt"
 	"net/netip"
 
-	"github.com/crtool/crtool/format"
-	"github.com/crtool/crtool/internal/errdefs"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+
+	"github.com/crtool/crtool/format"
+	"github.com/crtool/crtool/internal/errdefs"
 )
 
 // Check is the pre-flight for Replay, before anything is created: each

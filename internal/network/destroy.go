@@ -6,8 +6,9 @@ import (
 	"fmt"
 	"net/netip"
 
-	"github.com/crtool/crtool/format"
 	"golang.org/x/sys/unix"
+
+	"github.com/crtool/crtool/format"
 )
 
 // sockDestroy is SOCK_DESTROY from linux/sock_diag.h.

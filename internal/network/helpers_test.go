@@ -4,16 +4,16 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/vishvananda/netlink"
+
 	"github.com/crtool/crtool/format"
 	"github.com/crtool/crtool/internal/testutil"
-	"github.com/vishvananda/netlink"
 )
 
 // testPrefix starts every namespace and host link the tests create, so
@@ -156,13 +156,4 @@ func routeStrings(cfg *format.Config) map[string]format.Route {
 func hostLinkExists(name string) bool {
 	_, err := netlink.LinkByName(name)
 	return err == nil
-}
-
-func mustMAC(t *testing.T, s string) net.HardwareAddr {
-	t.Helper()
-	m, err := net.ParseMAC(s)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return m
 }

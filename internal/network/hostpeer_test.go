@@ -5,8 +5,9 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/crtool/crtool/format"
 	"github.com/vishvananda/netlink"
+
+	"github.com/crtool/crtool/format"
 )
 
 // TestHostPeer covers a veth whose peer is in crtool's own namespace, on a

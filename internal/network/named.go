@@ -8,9 +8,10 @@ import (
 	"runtime"
 	"strings"
 
-	"github.com/crtool/crtool/format"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
+
+	"github.com/crtool/crtool/format"
 )
 
 // NamedDir is where named namespaces are bind-mounted, as with `ip netns`.

@@ -8,8 +8,9 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/crtool/crtool/format"
 	"golang.org/x/sys/unix"
+
+	"github.com/crtool/crtool/format"
 )
 
 func TestCreateDeleteNamed(t *testing.T) {

@@ -5,9 +5,10 @@ import (
 	"fmt"
 	"slices"
 
-	"github.com/crtool/crtool/format"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/crtool/crtool/format"
 )
 
 // Quiesce takes the links of the namespace that lead outside it down, so that

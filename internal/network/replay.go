@@ -11,12 +11,13 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/crtool/crtool/format"
-	"github.com/crtool/crtool/internal/errdefs"
-	"github.com/crtool/crtool/internal/undo"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
+
+	"github.com/crtool/crtool/format"
+	"github.com/crtool/crtool/internal/errdefs"
+	"github.com/crtool/crtool/internal/undo"
 )
 
 // ReplayOptions adapts a recorded configuration to the host it is replayed

@@ -5,9 +5,10 @@ import (
 	"strings"
 	"testing"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/crtool/crtool/format"
 	"github.com/crtool/crtool/internal/undo"
-	"golang.org/x/sys/unix"
 )
 
 // TestReplayUndo makes the route step fail after the veth pair (peer on the

@@ -7,9 +7,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/crtool/crtool/format"
 	"github.com/vishvananda/netlink"
 	vnetns "github.com/vishvananda/netns"
+
+	"github.com/crtool/crtool/format"
 )
 
 // buildSource fills namespace ns with a bit of everything Capture records.

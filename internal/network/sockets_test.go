@@ -6,8 +6,9 @@ import (
 	"runtime"
 	"testing"
 
-	"github.com/crtool/crtool/format"
 	vnetns "github.com/vishvananda/netns"
+
+	"github.com/crtool/crtool/format"
 )
 
 // inside runs fn with the calling goroutine's thread in the namespace at

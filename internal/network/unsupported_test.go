@@ -6,8 +6,9 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/crtool/crtool/format"
 	"github.com/vishvananda/netlink"
+
+	"github.com/crtool/crtool/format"
 )
 
 func TestClassify(t *testing.T) {

@@ -6,8 +6,9 @@ import (
 	"path"
 	"time"
 
-	"github.com/crtool/crtool/format"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/crtool/crtool/format"
 )
 
 // Container is what config.dump records of a container crtool dumped.

@@ -3,10 +3,11 @@ package podman
 import (
 	"encoding/json"
 	"fmt"
-	"github.com/crtool/crtool/format"
 	"net"
 	"net/netip"
 	"sort"
+
+	"github.com/crtool/crtool/format"
 )
 
 // NetworkStatus describes cfg as the single network networkName: every

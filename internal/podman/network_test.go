@@ -2,11 +2,12 @@ package podman
 
 import (
 	"encoding/json"
-	"github.com/crtool/crtool/format"
 	"os"
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/crtool/crtool/format"
 )
 
 // testdata/network.status is the file of the reference Podman archive

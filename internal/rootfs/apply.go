@@ -12,9 +12,10 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/crtool/crtool/internal/errdefs"
 	"github.com/crtool/crtool/internal/safefs"
-	"golang.org/x/sys/unix"
 )
 
 // Apply applies a checkpoint's root filesystem changes to dir, a writable
@@ -171,7 +172,6 @@ func (a *applier) applyTar(ctx context.Context, p string) error {
 	}
 	return a.finishDirs()
 }
-
 
 func (a *applier) member(ctx context.Context, tr *tar.Reader, hdr *tar.Header) error {
 	name, err := safefs.CleanName(hdr.Name)

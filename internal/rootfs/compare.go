@@ -6,8 +6,9 @@ import (
 	"fmt"
 	"sort"
 
-	"github.com/crtool/crtool/internal/safefs"
 	"golang.org/x/sys/unix"
+
+	"github.com/crtool/crtool/internal/safefs"
 )
 
 // Changes are a container root filesystem's differences from its image,

@@ -13,9 +13,10 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/crtool/crtool/format"
 	"github.com/crtool/crtool/internal/safefs"
-	"golang.org/x/sys/unix"
 )
 
 // capabilityXattr is the only xattr Podman's tar writer (containers/storage)

@@ -17,9 +17,10 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/crtool/crtool/format"
 	"github.com/crtool/crtool/internal/testutil"
-	"golang.org/x/sys/unix"
 )
 
 // node is what the tree comparisons look at for one path. Directory mtimes

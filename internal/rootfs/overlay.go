@@ -9,9 +9,10 @@ import (
 	"sort"
 	"strings"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/crtool/crtool/internal/errdefs"
 	"github.com/crtool/crtool/internal/safefs"
-	"golang.org/x/sys/unix"
 )
 
 // overlayfs keeps its metadata in xattrs of the "trusted.overlay." prefix,

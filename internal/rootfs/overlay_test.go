@@ -8,8 +8,9 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/crtool/crtool/internal/errdefs"
 	"golang.org/x/sys/unix"
+
+	"github.com/crtool/crtool/internal/errdefs"
 )
 
 // mountOverlay mounts an overlayfs of lowers (top first) and, unless upper

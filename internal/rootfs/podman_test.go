@@ -13,8 +13,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/crtool/crtool/format"
 	"golang.org/x/sys/unix"
+
+	"github.com/crtool/crtool/format"
 )
 
 // Podman's reference archives whose rootfs diff this package must read and

@@ -10,8 +10,9 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/crtool/crtool/internal/errdefs"
 	"golang.org/x/sys/unix"
+
+	"github.com/crtool/crtool/internal/errdefs"
 )
 
 // ErrUnsafe means a path (an archive member's name, a link target, a

@@ -3,9 +3,15 @@
 package workdir
 
 import (
+	"bufio"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"sort"
+	"strings"
+
+	"golang.org/x/sys/unix"
 )
 
 // Dir is a staging directory with CRIU's image directory inside it.
@@ -26,16 +32,30 @@ func New(parent, prefix, imagesName string) (*Dir, error) {
 // Log is the path of a CRIU log in the image directory.
 func (d *Dir) Log(name string) string { return filepath.Join(d.Images, name) }
 
-// Remove deletes the staging directory.
-func (d *Dir) Remove() { _ = os.RemoveAll(d.Path) }
+// Remove deletes the staging directory. Mounts below it are detached
+// first: a CRIU killed mid-way leaves its cgroup yard (.criu.cgyard) and
+// other mounts there, and removing files through them would delete the
+// host's cgroups or files.
+func (d *Dir) Remove() error {
+	if err := DetachMounts(d.Path); err != nil {
+		return err
+	}
+	if err := os.RemoveAll(d.Path); err != nil {
+		return fmt.Errorf("remove work directory: %w", err)
+	}
+	return nil
+}
 
 // KeepOnly deletes everything but the CRIU log file, whose path a failed
 // operation's error quotes; without a log, everything goes.
-func (d *Dir) KeepOnly(log string) {
+func (d *Dir) KeepOnly(log string) error {
 	if _, err := os.Stat(log); err != nil {
-		d.Remove()
-		return
+		return d.Remove()
 	}
+	if err := DetachMounts(d.Path); err != nil {
+		return err
+	}
+	var errs []error
 	_ = filepath.WalkDir(d.Path, func(p string, e os.DirEntry, err error) error {
 		if err != nil || p == d.Path || p == log {
 			return nil
@@ -43,12 +63,89 @@ func (d *Dir) KeepOnly(log string) {
 		if e.IsDir() && (p == filepath.Dir(log) || isParent(p, log)) {
 			return nil
 		}
-		_ = os.RemoveAll(p)
+		if err := os.RemoveAll(p); err != nil {
+			errs = append(errs, err)
+		}
 		if e.IsDir() {
 			return filepath.SkipDir
 		}
 		return nil
 	})
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("clean work directory %s: %w", d.Path, err)
+	}
+	return nil
+}
+
+// DetachMounts lazily unmounts every mount at or below dir, deepest first.
+func DetachMounts(dir string) error {
+	mounts, err := mountsBelow(dir)
+	if err != nil {
+		return err
+	}
+	for _, m := range mounts {
+		if err := unix.Unmount(m, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
+			return fmt.Errorf("detach mount %s: %w", m, err)
+		}
+	}
+	return nil
+}
+
+// mountsBelow lists the mount points at or below dir in this mount
+// namespace, longest path first so that children go before parents.
+func mountsBelow(dir string) ([]string, error) {
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		return nil, fmt.Errorf("read mount table: %w", err)
+	}
+	defer f.Close()
+	dir = filepath.Clean(dir)
+	var out []string
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if len(fields) < 5 {
+			continue
+		}
+		mp := unescapeMount(fields[4])
+		if mp == dir || strings.HasPrefix(mp, dir+"/") {
+			out = append(out, mp)
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("read mount table: %w", err)
+	}
+	sort.Slice(out, func(i, j int) bool { return len(out[i]) > len(out[j]) })
+	return out, nil
+}
+
+// unescapeMount decodes mountinfo's octal escapes (\040 for a space).
+func unescapeMount(s string) string {
+	if !strings.Contains(s, "\\") {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) {
+			var v byte
+			ok := true
+			for _, c := range s[i+1 : i+4] {
+				if c < '0' || c > '7' {
+					ok = false
+					break
+				}
+				v = v*8 + byte(c-'0')
+			}
+			if ok {
+				b.WriteByte(v)
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
 }
 
 func isParent(dir, p string) bool {
