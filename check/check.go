@@ -13,6 +13,7 @@ import (
 
 	"github.com/crtool/crtool/cgroups"
 	"github.com/crtool/crtool/internal/criu"
+	"github.com/crtool/crtool/internal/guardian"
 )
 
 // Item is one line of the report.
@@ -70,7 +71,30 @@ func Run(ctx context.Context, o Options) *Report {
 		r.add(networkLock(ctx, bin))
 	}
 	r.add(cgroupLayout())
+	r.add(leftovers())
 	return r
+}
+
+// leftovers reports journals of runs that died with their guardian (or
+// with the host): changes nobody has undone yet.
+func leftovers() Item {
+	stale, err := guardian.Leftovers()
+	if err != nil {
+		return Item{Name: "leftovers", Value: "unknown", Fix: fmt.Sprintf("read crtool's journals: %v", err)}
+	}
+	if len(stale) == 0 {
+		return Item{Name: "leftovers", Value: "none", OK: true}
+	}
+	var lines []string
+	for _, s := range stale {
+		lines = append(lines, s.Describe())
+	}
+	return Item{
+		Name:   "leftovers",
+		Value:  fmt.Sprintf("%d interrupted run(s) left changes on this host", len(stale)),
+		Detail: strings.Join(lines, "\n"),
+		Fix:    "run crtool recover to undo them (crtool check -v lists them)",
+	}
 }
 
 // privileges checks euid 0 and the capabilities a dump needs. Lacking

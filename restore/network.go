@@ -9,6 +9,7 @@ import (
 
 	"github.com/crtool/crtool/format"
 	"github.com/crtool/crtool/internal/errdefs"
+	"github.com/crtool/crtool/internal/guardian"
 	"github.com/crtool/crtool/internal/network"
 	"github.com/crtool/crtool/internal/undo"
 )
@@ -21,10 +22,10 @@ type netPlan struct {
 	created string         // name of a namespace this restore created
 	lock    *network.Lock  // lock this restore installed
 	stale   []network.Lock // locks left by the dump in a namespace we join
-	// rollback removes what the plan created, newest first: the lock, the
-	// links and bridges Replay made (outside the namespace too), the
-	// namespace.
-	rollback undo.Stack
+	// rollback is the restore's: it removes what the plan created, newest
+	// first (the lock, the links and bridges Replay made, outside the
+	// namespace too, the namespace), and journals it for the guardian.
+	rollback *undo.Stack
 }
 
 // planNetwork prepares the container's network namespace. With --netns, or
@@ -32,7 +33,7 @@ type netPlan struct {
 // otherwise a new namespace is built from the recorded configuration, its
 // links kept down until (for established connections) a drop-all lock is in
 // place, so no peer ever meets a reset.
-func planNetwork(md *format.Metadata, opts Options) (p *netPlan, err error) {
+func planNetwork(md *format.Metadata, opts Options, rollback *undo.Stack) (p *netPlan, err error) {
 	ns := md.Namespaces["net"]
 	if ns.Shared {
 		if opts.Netns != "" {
@@ -40,12 +41,11 @@ func planNetwork(md *format.Metadata, opts Options) (p *netPlan, err error) {
 		}
 		return nil, nil
 	}
-	p = &netPlan{}
+	p = &netPlan{rollback: rollback}
 	defer func() {
 		if err != nil {
-			// The plan's error is the one to report; what its own undo
-			// could not remove is joined to it, never dropped.
-			err = errors.Join(err, p.undo())
+			// What the plan created is on the restore's rollback.
+			p.close()
 		}
 	}()
 	switch {
@@ -120,8 +120,10 @@ func (p *netPlan) rebuild(md *format.Metadata, opts Options) error {
 		return err
 	}
 	p.path, p.created = path, name
-	p.rollback.Push("delete network namespace "+name, func() error { return network.DeleteNamed(name) })
-	if err := network.Replay(path, md.Network, ropts, &p.rollback); err != nil {
+	if err := p.rollback.PushRecord("delete network namespace "+name, guardian.DeleteNetns(name), func() error { return network.DeleteNamed(name) }); err != nil {
+		return err
+	}
+	if err := network.Replay(path, md.Network, ropts, p.rollback); err != nil {
 		return err
 	}
 	if opts.TCPEstablished {
@@ -129,7 +131,9 @@ func (p *netPlan) rebuild(md *format.Metadata, opts Options) error {
 			return err
 		}
 		lock := p.lock
-		p.rollback.Push("unlock network namespace "+name, lock.Unlock)
+		if err := p.rollback.PushRecord("unlock network namespace "+name, guardian.DeleteTable(path, lock.Table), lock.Unlock); err != nil {
+			return err
+		}
 		if err := network.SetLinksUp(path, md.Network); err != nil {
 			return err
 		}
@@ -194,18 +198,6 @@ func (p *netPlan) afterRestore() error {
 	}
 	p.stale = nil
 	return errors.Join(errs...)
-}
-
-// undo removes what the plan created: the lock, the links and bridges
-// Replay made, and the namespace (whose veth pairs, host ends included, go
-// with it).
-func (p *netPlan) undo() error {
-	if p == nil {
-		return nil
-	}
-	p.close()
-	p.lock = nil
-	return p.rollback.Run()
 }
 
 func (p *netPlan) close() {
