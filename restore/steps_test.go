@@ -19,6 +19,7 @@ import (
 	"github.com/crtool/crtool/internal/errdefs"
 	"github.com/crtool/crtool/internal/network"
 	"github.com/crtool/crtool/internal/podman"
+	"github.com/crtool/crtool/internal/testutil"
 )
 
 func TestValidate(t *testing.T) {
@@ -48,13 +49,7 @@ func TestValidate(t *testing.T) {
 		{"keep-images new", Options{Input: archive, KeepImages: filepath.Join(dir, "new")}, ""},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			err := tt.opts.Validate()
-			switch {
-			case tt.want == "" && err != nil:
-				t.Fatalf("Validate: %v", err)
-			case tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)):
-				t.Fatalf("Validate = %v, want an error saying %q", err, tt.want)
-			}
+			testutil.WantError(t, tt.opts.Validate(), tt.want)
 		})
 	}
 	// Run refuses before it looks for CRIU.

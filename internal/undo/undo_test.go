@@ -74,11 +74,11 @@ func TestFailures(t *testing.T) {
 		t.Fatal("Failures(nil) is not empty")
 	}
 	one := errors.New("alone")
-	if fs := Failures(one); len(fs) != 1 || fs[0] != one {
+	if fs := Failures(one); len(fs) != 1 || !errors.Is(fs[0], one) {
 		t.Fatalf("Failures(single) = %v", fs)
 	}
 	a, b := errors.New("a"), errors.New("b")
-	if fs := Failures(errors.Join(a, b)); len(fs) != 2 || fs[0] != a || fs[1] != b {
+	if fs := Failures(errors.Join(a, b)); len(fs) != 2 || !errors.Is(fs[0], a) || !errors.Is(fs[1], b) {
 		t.Fatalf("Failures(joined) = %v", fs)
 	}
 }
