@@ -6,8 +6,10 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
+	"sort"
 	"strconv"
 	"strings"
 
@@ -100,10 +102,14 @@ func leftovers() Item {
 // privileges checks euid 0 and the capabilities a dump needs. Lacking
 // CAP_SYS_RESOURCE only limits what can be dumped, so it is a note.
 func privileges() Item {
-	if os.Geteuid() != 0 {
-		return Item{Name: "privileges", Value: fmt.Sprintf("euid %d", os.Geteuid()), Fix: "run crtool as root (sudo)"}
+	return privilegesOf(os.Geteuid(), capEff())
+}
+
+// privilegesOf judges an effective uid and capability mask.
+func privilegesOf(euid int, eff uint64) Item {
+	if euid != 0 {
+		return Item{Name: "privileges", Value: fmt.Sprintf("euid %d", euid), Fix: "run crtool as root (sudo)"}
 	}
-	eff := capEff()
 	need := map[int]string{21: "CAP_SYS_ADMIN", 19: "CAP_SYS_PTRACE", 12: "CAP_NET_ADMIN", 5: "CAP_KILL"}
 	var missing []string
 	for bit, name := range need {
@@ -111,6 +117,7 @@ func privileges() Item {
 			missing = append(missing, name)
 		}
 	}
+	sort.Strings(missing)
 	if len(missing) > 0 {
 		return Item{Name: "privileges", Value: "root, missing " + strings.Join(missing, ", "), Fix: "run crtool with full root capabilities (not in a restricted container)"}
 	}
@@ -127,7 +134,12 @@ func capEff() uint64 {
 		return 0
 	}
 	defer f.Close()
-	sc := bufio.NewScanner(f)
+	return capEffOf(f)
+}
+
+// capEffOf reads the CapEff line of a /proc/PID/status.
+func capEffOf(status io.Reader) uint64 {
+	sc := bufio.NewScanner(status)
 	for sc.Scan() {
 		if v, ok := strings.CutPrefix(sc.Text(), "CapEff:"); ok {
 			n, _ := strconv.ParseUint(strings.TrimSpace(v), 16, 64)

@@ -177,11 +177,7 @@ func Run(ctx context.Context, opts Options) (res *Result, err error) {
 	}
 	defer func() {
 		if err != nil {
-			// The dump's error is what the user acts on; a step of the
-			// rollback that failed is reported beside it, never hidden.
-			for _, f := range undo.Failures(d.rollback.Run()) {
-				d.opts.warnf("%v", f)
-			}
+			d.abort()
 		}
 		// Committed, or undone above: the guardian has nothing to do.
 		d.guard.Done(&d.rollback)

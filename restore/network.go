@@ -165,6 +165,15 @@ func hasAddresses(path string, want *format.Config) error {
 	if err != nil {
 		return err
 	}
+	if missing := missingAddresses(have, want); len(missing) > 0 {
+		return errdefs.Newf(errdefs.ErrConflict, "network namespace %s lacks the container's addresses (%s): delete it so crtool rebuilds it, or pass --netns PATH", path, strings.Join(missing, ", "))
+	}
+	return nil
+}
+
+// missingAddresses are the recorded addresses (CIDR) that have lacks; the
+// kernel's own (link-local IPv6 and the like) come back by themselves.
+func missingAddresses(have []string, want *format.Config) []string {
 	got := map[string]bool{}
 	for _, a := range have {
 		got[a] = true
@@ -175,10 +184,7 @@ func hasAddresses(path string, want *format.Config) error {
 			missing = append(missing, a.CIDR)
 		}
 	}
-	if len(missing) > 0 {
-		return errdefs.Newf(errdefs.ErrConflict, "network namespace %s lacks the container's addresses (%s): delete it so crtool rebuilds it, or pass --netns PATH", path, strings.Join(missing, ", "))
-	}
-	return nil
+	return missing
 }
 
 // afterRestore lifts the locks once CRIU has restored the sockets.

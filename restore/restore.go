@@ -158,11 +158,7 @@ func Run(ctx context.Context, opts Options) (res *Result, err error) {
 	defer func() {
 		r.closeFiles()
 		if err != nil {
-			// The restore's error is what the user acts on; a piece the
-			// rollback could not remove is reported beside it.
-			for _, f := range undo.Failures(r.rollback.Run()) {
-				r.opts.warnf("%v", f)
-			}
+			r.abort()
 		}
 		// Committed, or undone above: the guardian has nothing to do.
 		r.guard.Done(&r.rollback)
