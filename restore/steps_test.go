@@ -20,6 +20,7 @@ import (
 	"github.com/crtool/crtool/internal/network"
 	"github.com/crtool/crtool/internal/podman"
 	"github.com/crtool/crtool/internal/testutil"
+	"github.com/crtool/crtool/internal/undo"
 )
 
 func TestValidate(t *testing.T) {
@@ -541,7 +542,8 @@ func TestPlanNetwork(t *testing.T) {
 	own := "/proc/self/ns/net"
 	t.Run("join --netns", func(t *testing.T) {
 		md := &format.Metadata{Namespaces: map[string]format.Namespace{"net": {Inode: 1}}}
-		p, err := planNetwork(md, Options{Netns: own})
+		var rollback undo.Stack
+		p, err := planNetwork(md, Options{Netns: own}, &rollback)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -552,8 +554,9 @@ func TestPlanNetwork(t *testing.T) {
 		if err := p.afterRestore(); err != nil {
 			t.Fatal(err)
 		}
-		if err := p.undo(); err != nil || p.file != nil {
-			t.Fatalf("undo of a joined namespace: %v", err)
+		// Joining creates nothing: nothing to undo.
+		if rollback.Len() != 0 {
+			t.Fatalf("joining a namespace pushed %d undo steps", rollback.Len())
 		}
 	})
 	t.Run("recorded namespace with its addresses", func(t *testing.T) {
@@ -563,7 +566,7 @@ func TestPlanNetwork(t *testing.T) {
 			Namespaces: map[string]format.Namespace{"net": {Path: own}},
 			Network:    &format.Config{Addrs: []format.Addr{{Link: "lo", CIDR: "127.0.0.1/8"}}},
 		}
-		p, err := planNetwork(md, Options{})
+		p, err := planNetwork(md, Options{}, &undo.Stack{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -579,13 +582,13 @@ func TestPlanNetwork(t *testing.T) {
 			Namespaces: map[string]format.Namespace{"net": {Path: own}},
 			Network:    &format.Config{Addrs: []format.Addr{{Link: "eth0", CIDR: "192.0.2.77/24"}}},
 		}
-		if _, err := planNetwork(md, Options{}); !errors.Is(err, errdefs.ErrConflict) || !strings.Contains(err.Error(), "lacks the container's addresses (192.0.2.77/24)") {
+		if _, err := planNetwork(md, Options{}, &undo.Stack{}); !errors.Is(err, errdefs.ErrConflict) || !strings.Contains(err.Error(), "lacks the container's addresses (192.0.2.77/24)") {
 			t.Fatalf("planNetwork = %v, want a conflict", err)
 		}
 	})
 	t.Run("gone without a description", func(t *testing.T) {
 		md := &format.Metadata{Namespaces: map[string]format.Namespace{"net": {Path: "/run/netns/crtool-unit-gone"}}}
-		if _, err := planNetwork(md, Options{}); !errors.Is(err, errdefs.ErrConflict) || !strings.Contains(err.Error(), "pass --netns PATH") {
+		if _, err := planNetwork(md, Options{}, &undo.Stack{}); !errors.Is(err, errdefs.ErrConflict) || !strings.Contains(err.Error(), "pass --netns PATH") {
 			t.Fatalf("planNetwork = %v", err)
 		}
 	})
@@ -593,7 +596,7 @@ func TestPlanNetwork(t *testing.T) {
 		tempStateDir(t)
 		r := described(t, Options{Input: referencePath(t, "bb2-httpd-gzip.tar.gz"), Root: t.TempDir()})
 		name := "crtool-unit-" + strconv.Itoa(os.Getpid())
-		_, err := planNetwork(r.md, Options{Name: name})
+		_, err := planNetwork(r.md, Options{Name: name}, &undo.Stack{})
 		if !errors.Is(err, errdefs.ErrConflict) || !strings.Contains(err.Error(), "pass --bridge NAME") || !strings.Contains(err.Error(), "eth0") {
 			t.Fatalf("planNetwork = %v, want the bridge asked for", err)
 		}
@@ -604,7 +607,7 @@ func TestPlanNetwork(t *testing.T) {
 	})
 	t.Run("nil plan", func(t *testing.T) {
 		var p *netPlan
-		if p.afterRestore() != nil || p.undo() != nil {
+		if p.afterRestore() != nil {
 			t.Fatal("a nil plan did something")
 		}
 		p.close()

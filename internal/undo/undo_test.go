@@ -82,3 +82,25 @@ func TestFailures(t *testing.T) {
 		t.Fatalf("Failures(joined) = %v", fs)
 	}
 }
+
+func TestPushRecordJournals(t *testing.T) {
+	var got [][]Record
+	s := Stack{Journal: func(r []Record) error { got = append(got, r); return nil }}
+	s.Push("no record", func() error { return nil })
+	if err := s.PushRecord("thaw x", Record{Kind: "thaw", Path: "x"}, func() error { return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 || len(got[0]) != 1 || got[0][0].What != "thaw x" || got[0][0].Path != "x" {
+		t.Fatalf("journal got %+v", got)
+	}
+	if err := s.Run(); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 || len(got[1]) != 0 {
+		t.Fatalf("after Run the journal got %+v, want it emptied", got)
+	}
+	s.Journal = func([]Record) error { return errors.New("disk full") }
+	if err := s.PushRecord("x", Record{Kind: "remove"}, func() error { return nil }); err == nil || !strings.Contains(err.Error(), "disk full") {
+		t.Fatalf("a failed journal write = %v", err)
+	}
+}
