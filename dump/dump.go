@@ -385,6 +385,12 @@ func (d *dumper) checkpoint(ctx context.Context) error {
 		Opts:    criuDumpOptions(d.c, int32(imgFd.Fd()), d.ext, d.files, d.opts),
 		LogPath: d.log,
 		Notify:  testpoint.CRIU("dump-criu", "post-dump"),
+		// Should crtool die, the guardian waits for CRIU to abort by
+		// itself before it thaws and unlocks: CRIU takes the connections
+		// out of repair mode on its way out.
+		Started: func(pid int) error {
+			return d.rollback.PushRecord("wait for CRIU", guardian.WaitExit(pid), func() error { return nil })
+		},
 	}
 	criuStart := time.Now()
 	_, err = d.bin.Run(ctx, req)

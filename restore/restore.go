@@ -352,6 +352,8 @@ func (r *restorer) restore(ctx context.Context) error {
 		Files:   r.files,
 		LogPath: r.log,
 		Notify:  testpoint.CRIU("restore-criu", "pre-resume"),
+		// A half-restored tree is removed if crtool dies: CRIU goes first.
+		DieWithCaller: true,
 	}
 	r.opts.logf("restoring %s (root %s)", r.name, r.root)
 	start := time.Now()
