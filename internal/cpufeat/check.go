@@ -1,0 +1,224 @@
+package cpufeat
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/crtool/crtool/format"
+	"github.com/crtool/crtool/internal/criuimg"
+	"github.com/crtool/crtool/internal/errdefs"
+)
+
+// ErrMissingFeatures is the class of Report.Err: the checkpoint needs CPU
+// features this host lacks.
+var ErrMissingFeatures = errdefs.New(errdefs.ErrPrecondition, "checkpoint needs CPU features this host lacks")
+
+// SkipOption is the Options field of restore that turns the check off;
+// Report.Err names it so the command line can name its flag.
+const SkipOption = "SkipCPUCheck"
+
+// Dumped reads the extended register state of every thread of the dump
+// from its core images, processes in the tree's order. Threads saved
+// without an XSAVE area (zombies, CPUs without XSAVE) are left out: they
+// used no more than x87 and SSE.
+func Dumped(set *criuimg.Set) ([]State, error) {
+	tree, err := set.Tree()
+	if err != nil {
+		return nil, err
+	}
+	var out []State
+	for _, e := range tree {
+		tids := e.GetThreads()
+		if len(tids) == 0 {
+			tids = []uint32{e.GetPid()}
+		}
+		for _, tid := range tids {
+			bv, ok, err := set.FPU(tid)
+			if err != nil {
+				return nil, err
+			}
+			if !ok {
+				continue
+			}
+			s := State{PID: e.GetPid(), TID: tid, XstateBV: bv}
+			core, err := set.Core(tid)
+			if err != nil {
+				return nil, err
+			}
+			if pkru := core.GetThreadInfo().GetFpregs().GetXsave().GetPkru(); len(pkru) > 0 {
+				s.PKRU, s.HasPKRU = pkru[0], true
+			}
+			out = append(out, s)
+		}
+	}
+	return out, nil
+}
+
+// Report is what Check found.
+type Report struct {
+	// Missing are the features the checkpoint needs that the host lacks,
+	// in the order messages list features.
+	Missing []string
+	// reasons say why they are needed, for Err.
+	reasons []string
+	// Warnings are lines for the user about differences that do not
+	// stop a restore.
+	Warnings []string
+}
+
+// Err is the one-line refusal when features are missing, nil otherwise. It
+// matches ErrMissingFeatures and names SkipOption as the way past it.
+func (r *Report) Err() error {
+	if len(r.Missing) == 0 {
+		return nil
+	}
+	err := errdefs.Newf(ErrMissingFeatures, "%s: %s (%s)", ErrMissingFeatures, strings.Join(r.Missing, " "), strings.Join(r.reasons, "; "))
+	return errdefs.Hint(err, "restore on a CPU that has them, or pass ", SkipOption, "")
+}
+
+// Check compares a checkpoint with host: states are the dumped threads'
+// register state (Dumped), source the dumping CPU as crtool.json records
+// it (nil for archives of other tools). A feature is missing when a thread
+// used registers of it, or when the dumping CPU offered it: programs chose
+// their code for that CPU when they started. Features that only speed up
+// code and features this build does not know give warnings.
+func Check(states []State, source *format.CPUFeatures, host format.CPUFeatures) *Report {
+	r := &Report{}
+	if host.Arch != "amd64" || (source != nil && source.Arch != "amd64") {
+		// Nothing to compare: CRIU refuses images of another
+		// architecture itself.
+		return r
+	}
+	missing := map[string]bool{}
+	fromRegs := map[string]bool{}
+	var unnamed []string // features of unknown components, as found
+
+	// Registers in use, grouped by what they are, with the processes
+	// that used them in the order of the tree.
+	type use struct {
+		what string
+		pids []uint32
+	}
+	var uses []*use
+	note := func(what string, pid uint32, lack []string) {
+		for _, f := range lack {
+			missing[f], fromRegs[f] = true, true
+		}
+		for _, u := range uses {
+			if u.what == what {
+				if u.pids[len(u.pids)-1] != pid {
+					u.pids = append(u.pids, pid)
+				}
+				return
+			}
+		}
+		uses = append(uses, &use{what: what, pids: []uint32{pid}})
+	}
+	for _, s := range states {
+		used, unknown := s.used()
+		for _, c := range used {
+			var lack []string
+			for _, f := range c.needs {
+				if !Has(host, f) {
+					lack = append(lack, f)
+				}
+			}
+			if len(lack) == 0 && s.XstateBV&c.mask&^host.XCR0 != 0 {
+				lack = c.needs // the CPU has it, the kernel did not enable it
+			}
+			if len(lack) > 0 {
+				note(c.what, s.PID, lack)
+			}
+		}
+		for _, bit := range unknown {
+			if host.XCR0&(1<<bit) == 0 {
+				what, f := unknownComponent(bit)
+				if !missing[f] {
+					unnamed = append(unnamed, f)
+				}
+				note(what, s.PID, []string{f})
+			}
+		}
+	}
+	for _, u := range uses {
+		r.reasons = append(r.reasons, processes(u.pids)+" used "+u.what)
+	}
+
+	if source != nil {
+		var fromSource, hints, unknown []string
+		for _, f := range source.Flags {
+			if Has(host, f) {
+				continue
+			}
+			def, ok := flagByName(f)
+			switch {
+			case !ok:
+				unknown = append(unknown, f)
+			case def.hint:
+				hints = append(hints, f)
+			default:
+				missing[f] = true
+				if !fromRegs[f] {
+					fromSource = append(fromSource, f)
+				}
+			}
+		}
+		cpu := "the CPU it was dumped on"
+		if source.Model != "" {
+			cpu += " (" + source.Model + ")"
+		}
+		switch {
+		case len(fromSource) == 0:
+		case len(fromRegs) == 0:
+			r.reasons = append(r.reasons, cpu+" had them, and programs chose their code for it when they started")
+		default:
+			r.reasons = append(r.reasons, cpu+" also had "+strings.Join(fromSource, " ")+", and programs chose their code for it when they started")
+		}
+		if len(hints) > 0 {
+			r.Warnings = append(r.Warnings, fmt.Sprintf("this host lacks %s, which %s had: code chosen for them still runs, only slower", strings.Join(hints, " "), cpu))
+		}
+		if len(unknown) > 0 {
+			r.Warnings = append(r.Warnings, fmt.Sprintf("cannot check CPU features that a newer crtool recorded: %s; if this host lacks them, restored processes may die with SIGILL", strings.Join(unknown, " ")))
+		}
+	}
+
+	if len(missing) == 0 {
+		return r
+	}
+	for _, f := range flags {
+		if missing[f.name] {
+			r.Missing = append(r.Missing, f.name)
+		}
+	}
+	r.Missing = append(r.Missing, unnamed...)
+	r.reasons = append(r.reasons, "code chosen for them would die with SIGILL")
+	return r
+}
+
+// processes names pids in messages: "process 1", "processes 1, 6".
+func processes(pids []uint32) string {
+	const show = 5
+	var ids []string
+	for i, p := range pids {
+		if i == show {
+			ids = append(ids, fmt.Sprintf("%d more", len(pids)-show))
+			break
+		}
+		ids = append(ids, strconv.Itoa(int(p)))
+	}
+	if len(pids) == 1 {
+		return "process " + ids[0]
+	}
+	return "processes " + strings.Join(ids, ", ")
+}
+
+// CheckImages is Check for the dump whose images set holds, against this
+// host.
+func CheckImages(set *criuimg.Set, source *format.CPUFeatures) (*Report, error) {
+	states, err := Dumped(set)
+	if err != nil {
+		return nil, fmt.Errorf("read the checkpoint's register state: %w", err)
+	}
+	return Check(states, source, Host()), nil
+}
