@@ -1,6 +1,7 @@
 package cpufeat
 
 import (
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -11,8 +12,9 @@ import (
 )
 
 // ErrMissingFeatures is the class of Report.Err: the checkpoint needs CPU
-// features this host lacks.
-var ErrMissingFeatures = errdefs.New(errdefs.ErrPrecondition, "checkpoint needs CPU features this host lacks")
+// features this host lacks. It belongs to no errdefs class: the archive
+// does not fit this host, as any other blocker of a restore.
+var ErrMissingFeatures = errors.New("checkpoint needs CPU features this host lacks")
 
 // SkipOption is the Options field of restore that turns the check off;
 // Report.Err names it so the command line can name its flag.
@@ -73,7 +75,7 @@ func (r *Report) Err() error {
 	if len(r.Missing) == 0 {
 		return nil
 	}
-	err := errdefs.Newf(ErrMissingFeatures, "%s: %s (%s)", ErrMissingFeatures, strings.Join(r.Missing, " "), strings.Join(r.reasons, "; "))
+	err := fmt.Errorf("%w: %s (%s)", ErrMissingFeatures, strings.Join(r.Missing, " "), strings.Join(r.reasons, "; "))
 	return errdefs.Hint(err, "restore on a CPU that has them, or pass ", SkipOption, "")
 }
 

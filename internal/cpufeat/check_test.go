@@ -130,8 +130,8 @@ func TestCheck(t *testing.T) {
 			if got := render(err); got != tt.err {
 				t.Errorf("error\n got %s\nwant %s", got, tt.err)
 			}
-			if !errors.Is(err, ErrMissingFeatures) || !errors.Is(err, errdefs.ErrPrecondition) {
-				t.Errorf("%v: not of class ErrMissingFeatures and ErrPrecondition", err)
+			if !errors.Is(err, ErrMissingFeatures) {
+				t.Errorf("%v: not of class ErrMissingFeatures", err)
 			}
 			if strings.Contains(err.Error(), "\n") {
 				t.Errorf("error has more than one line: %q", err)
