@@ -168,7 +168,7 @@ func Check(states []State, source *format.CPUFeatures, host format.CPUFeatures) 
 		}
 		cpu := "the CPU it was dumped on"
 		if source.Model != "" {
-			cpu += " (" + source.Model + ")"
+			cpu += ", " + source.Model + ","
 		}
 		switch {
 		case len(fromSource) == 0:

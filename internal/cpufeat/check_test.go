@@ -91,14 +91,14 @@ func TestCheck(t *testing.T) {
 		{
 			name: "source CPU only", states: []State{thread(1, 0x202)}, source: &xeon, host: epyc,
 			missing:  []string{"avx512f", "avx512vl", "avx512bw", "avx512dq", "avx512cd"},
-			err:      "checkpoint needs CPU features this host lacks: avx512f avx512vl avx512bw avx512dq avx512cd (the CPU it was dumped on (Intel(R) Xeon(R) Processor) had them, and programs chose their code for it when they started; " + sigill,
-			warnings: []string{"this host lacks erms fsrm, which the CPU it was dumped on (Intel(R) Xeon(R) Processor) had: code chosen for them still runs, only slower"},
+			err:      "checkpoint needs CPU features this host lacks: avx512f avx512vl avx512bw avx512dq avx512cd (the CPU it was dumped on, Intel(R) Xeon(R) Processor, had them, and programs chose their code for it when they started; " + sigill,
+			warnings: []string{"this host lacks erms fsrm, which the CPU it was dumped on, Intel(R) Xeon(R) Processor, had: code chosen for them still runs, only slower"},
 		},
 		{
 			name: "registers and source CPU", states: []State{thread(1, 0x2a2)}, source: &xeon, host: epyc,
 			missing:  []string{"avx512f", "avx512vl", "avx512bw", "avx512dq", "avx512cd"},
-			err:      "checkpoint needs CPU features this host lacks: avx512f avx512vl avx512bw avx512dq avx512cd (process 1 used AVX-512 registers; the CPU it was dumped on (Intel(R) Xeon(R) Processor) also had avx512dq avx512cd, and programs chose their code for it when they started; " + sigill,
-			warnings: []string{"this host lacks erms fsrm, which the CPU it was dumped on (Intel(R) Xeon(R) Processor) had: code chosen for them still runs, only slower"},
+			err:      "checkpoint needs CPU features this host lacks: avx512f avx512vl avx512bw avx512dq avx512cd (process 1 used AVX-512 registers; the CPU it was dumped on, Intel(R) Xeon(R) Processor, also had avx512dq avx512cd, and programs chose their code for it when they started; " + sigill,
+			warnings: []string{"this host lacks erms fsrm, which the CPU it was dumped on, Intel(R) Xeon(R) Processor, had: code chosen for them still runs, only slower"},
 		},
 		{name: "source CPU older", states: []State{thread(1, 0x206)}, source: &epyc, host: xeon},
 		{
