@@ -3,6 +3,7 @@ package cpufeat
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -92,21 +93,33 @@ func Check(states []State, source *format.CPUFeatures, host format.CPUFeatures) 
 		// architecture itself.
 		return r
 	}
-	missing := map[string]bool{}
-	fromRegs := map[string]bool{}
-	var unnamed []string // features of unknown components, as found
+	fromRegs, unnamed := r.registers(states, host)
+	fromSource := r.sourceCPU(source, host, fromRegs)
+	if len(fromRegs) == 0 && len(unnamed) == 0 && len(fromSource) == 0 {
+		return r
+	}
+	for _, f := range flags {
+		if fromRegs[f.name] || slices.Contains(fromSource, f.name) {
+			r.Missing = append(r.Missing, f.name)
+		}
+	}
+	r.Missing = append(r.Missing, unnamed...)
+	r.reasons = append(r.reasons, "code chosen for them would die with SIGILL")
+	return r
+}
 
-	// Registers in use, grouped by what they are, with the processes
-	// that used them in the order of the tree.
+// registers finds the features that the register state of the threads
+// needs and host lacks: named ones, and XSAVE components crtool has no
+// name for, in the order found. It gives one reason per kind of register,
+// with the processes that used them in the order of the tree.
+func (r *Report) registers(states []State, host format.CPUFeatures) (lacking map[string]bool, unnamed []string) {
+	lacking = map[string]bool{}
 	type use struct {
 		what string
 		pids []uint32
 	}
 	var uses []*use
-	note := func(what string, pid uint32, lack []string) {
-		for _, f := range lack {
-			missing[f], fromRegs[f] = true, true
-		}
+	note := func(what string, pid uint32) {
 		for _, u := range uses {
 			if u.what == what {
 				if u.pids[len(u.pids)-1] != pid {
@@ -129,73 +142,70 @@ func Check(states []State, source *format.CPUFeatures, host format.CPUFeatures) 
 			if len(lack) == 0 && s.XstateBV&c.mask&^host.XCR0 != 0 {
 				lack = c.needs // the CPU has it, the kernel did not enable it
 			}
+			for _, f := range lack {
+				lacking[f] = true
+			}
 			if len(lack) > 0 {
-				note(c.what, s.PID, lack)
+				note(c.what, s.PID)
 			}
 		}
 		for _, bit := range unknown {
-			if host.XCR0&(1<<bit) == 0 {
-				what, f := unknownComponent(bit)
-				if !missing[f] {
-					unnamed = append(unnamed, f)
-				}
-				note(what, s.PID, []string{f})
+			if host.XCR0&(1<<bit) != 0 {
+				continue
 			}
+			what, f := unknownComponent(bit)
+			if !slices.Contains(unnamed, f) {
+				unnamed = append(unnamed, f)
+			}
+			note(what, s.PID)
 		}
 	}
 	for _, u := range uses {
 		r.reasons = append(r.reasons, processes(u.pids)+" used "+u.what)
 	}
+	return lacking, unnamed
+}
 
-	if source != nil {
-		var fromSource, hints, unknown []string
-		for _, f := range source.Flags {
-			if Has(host, f) {
-				continue
-			}
-			def, ok := flagByName(f)
-			switch {
-			case !ok:
-				unknown = append(unknown, f)
-			case def.hint:
-				hints = append(hints, f)
-			default:
-				missing[f] = true
-				if !fromRegs[f] {
-					fromSource = append(fromSource, f)
-				}
-			}
+// sourceCPU finds the features of the dumping CPU that host lacks, beyond
+// those the registers already need (fromRegs), and says why they count.
+// Missing speed-ups and features this build does not know become warnings.
+func (r *Report) sourceCPU(source *format.CPUFeatures, host format.CPUFeatures, fromRegs map[string]bool) (lacking []string) {
+	if source == nil {
+		return nil
+	}
+	cpu := "the CPU it was dumped on"
+	if source.Model != "" {
+		cpu += ", " + source.Model + ","
+	}
+	var hints, unknown []string
+	for _, f := range source.Flags {
+		if Has(host, f) || fromRegs[f] {
+			continue
 		}
-		cpu := "the CPU it was dumped on"
-		if source.Model != "" {
-			cpu += ", " + source.Model + ","
-		}
+		def, ok := flagByName(f)
 		switch {
-		case len(fromSource) == 0:
-		case len(fromRegs) == 0:
-			r.reasons = append(r.reasons, cpu+" had them, and programs chose their code for it when they started")
+		case !ok:
+			unknown = append(unknown, f)
+		case def.hint:
+			hints = append(hints, f)
 		default:
-			r.reasons = append(r.reasons, cpu+" also had "+strings.Join(fromSource, " ")+", and programs chose their code for it when they started")
-		}
-		if len(hints) > 0 {
-			r.Warnings = append(r.Warnings, fmt.Sprintf("this host lacks %s, which %s had: code chosen for them still runs, only slower", strings.Join(hints, " "), cpu))
-		}
-		if len(unknown) > 0 {
-			r.Warnings = append(r.Warnings, fmt.Sprintf("cannot check CPU features that a newer crtool recorded: %s; if this host lacks them, restored processes may die with SIGILL", strings.Join(unknown, " ")))
+			lacking = append(lacking, f)
 		}
 	}
-
-	if len(missing) == 0 {
-		return r
+	switch {
+	case len(lacking) == 0:
+	case len(fromRegs) == 0:
+		r.reasons = append(r.reasons, cpu+" had them, and programs chose their code for it when they started")
+	default:
+		r.reasons = append(r.reasons, cpu+" also had "+strings.Join(lacking, " ")+", and programs chose their code for it when they started")
 	}
-	for _, f := range flags {
-		if missing[f.name] {
-			r.Missing = append(r.Missing, f.name)
-		}
+	if len(hints) > 0 {
+		r.Warnings = append(r.Warnings, fmt.Sprintf("this host lacks %s, which %s had: code chosen for them still runs, only slower", strings.Join(hints, " "), cpu))
 	}
-	r.Missing = append(r.Missing, unnamed...)
-	r.reasons = append(r.reasons, "code chosen for them would die with SIGILL")
-	return r
+	if len(unknown) > 0 {
+		r.Warnings = append(r.Warnings, fmt.Sprintf("cannot check CPU features that a newer crtool recorded: %s; if this host lacks them, restored processes may die with SIGILL", strings.Join(unknown, " ")))
+	}
+	return lacking
 }
 
 // processes names pids in messages: "process 1", "processes 1, 6".

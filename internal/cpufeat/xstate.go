@@ -33,8 +33,8 @@ var components = []component{
 // nothing; a value other than the kernel's does.
 var pkruComponent = component{mask: xPKRU, what: "protection keys", needs: []string{"pku"}}
 
-// defaultPKRU is the PKRU value Linux starts processes with (access to
-// every key but 0 disabled); 0 is the architectural reset value.
+// defaultPKRU is the PKRU value Linux starts processes with: key 0 open,
+// access through every other key disabled. 0 is the reset value.
 const defaultPKRU = 0x55555554
 
 // known are the XSTATE_BV bits components and pkruComponent cover, with x87
