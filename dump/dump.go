@@ -24,6 +24,7 @@ import (
 	"github.com/crtool/crtool/format"
 	"github.com/crtool/crtool/freezer"
 	"github.com/crtool/crtool/internal/archive"
+	"github.com/crtool/crtool/internal/cpufeat"
 	"github.com/crtool/crtool/internal/criu"
 	"github.com/crtool/crtool/internal/criuimg"
 	"github.com/crtool/crtool/internal/guardian"
@@ -541,6 +542,7 @@ func (d *dumper) metadata() (*format.Metadata, []byte, error) {
 		Hostname:    hostname,
 		Kernel:      kernelRelease(),
 		CRIUVersion: d.bin.Version.String(),
+		CPU:         hostCPU(),
 		Container: format.ContainerInfo{
 			ID: id, Name: name, Runtime: c.runtime.Name, Bundle: c.runtime.Bundle,
 			Root: c.root, PID: c.pid, Image: d.image.Name, ImageID: d.image.ID,
@@ -741,6 +743,13 @@ func processStart(pid int) time.Time {
 	}
 	boot := time.Now().Add(-time.Duration(si.Uptime) * time.Second)
 	return boot.Add(time.Duration(ticks) * time.Second / 100).Truncate(time.Second)
+}
+
+// hostCPU is this CPU as crtool.json records it: restore on another host
+// compares it with its own, since the processes chose their code for it.
+func hostCPU() *format.CPUFeatures {
+	h := cpufeat.Host()
+	return &h
 }
 
 func kernelRelease() string {

@@ -20,6 +20,7 @@ import (
 	"github.com/crtool/crtool/format"
 	"github.com/crtool/crtool/freezer"
 	"github.com/crtool/crtool/internal/archive"
+	"github.com/crtool/crtool/internal/cpufeat"
 	"github.com/crtool/crtool/internal/criu"
 	"github.com/crtool/crtool/internal/criuimg"
 	"github.com/crtool/crtool/internal/errdefs"
@@ -41,6 +42,9 @@ type Options struct {
 	KeepImages     string // keep the unpacked images here
 	WorkDir        string // parent of the temporary unpack directory
 	CRIUPath       string
+	// SkipCPUCheck restores even when the checkpoint's processes may run
+	// code for CPU features this host lacks.
+	SkipCPUCheck bool
 	// Bridge attaches a rebuilt namespace's veth to this bridge instead of
 	// the recorded one; CreateBridge creates it when missing. PeerNetns is
 	// where the host end of that veth goes (default: the recorded
@@ -164,7 +168,7 @@ func Run(ctx context.Context, opts Options) (res *Result, err error) {
 		r.guard.Done(&r.rollback)
 	}()
 	steps := []func(context.Context) error{
-		r.unpack, r.describe, r.prepareRoot, r.prepareCgroups, r.prepareNetwork, r.prepareFiles, r.restore, r.resume,
+		r.unpack, r.describe, r.checkCPU, r.prepareRoot, r.prepareCgroups, r.prepareNetwork, r.prepareFiles, r.restore, r.resume,
 	}
 	for _, step := range steps {
 		if err := step(ctx); err != nil {
@@ -233,6 +237,23 @@ func (r *restorer) describe(ctx context.Context) error {
 		r.name = md.Container.Name
 	}
 	return nil
+}
+
+// checkCPU refuses, before anything is created on the host, a checkpoint
+// whose processes may run code for CPU features this host lacks: CRIU
+// would restore them, and they would die with SIGILL when they reach it.
+func (r *restorer) checkCPU(ctx context.Context) error {
+	if r.opts.SkipCPUCheck {
+		return nil
+	}
+	rep, err := cpufeat.CheckImages(criuimg.New(criuimg.Dir(r.wd.Images), format.CheckpointDir+"/"), r.md.CPU)
+	if err != nil {
+		return fmt.Errorf("%s: %w", r.opts.Input, err)
+	}
+	for _, w := range rep.Warnings {
+		r.opts.warnf("%s", w)
+	}
+	return rep.Err()
 }
 
 // prepareRoot finds the root filesystem; for a foreign archive it builds
