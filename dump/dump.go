@@ -540,7 +540,7 @@ func (d *dumper) metadata() (*format.Metadata, []byte, error) {
 		CreatedBy:   "crtool " + Version,
 		Checkpoint:  time.Now().UTC(),
 		Hostname:    hostname,
-		Kernel:      kernelRelease(),
+		Kernel:      criu.KernelRelease(),
 		CRIUVersion: d.bin.Version.String(),
 		CPU:         hostCPU(),
 		Container: format.ContainerInfo{
@@ -750,14 +750,6 @@ func processStart(pid int) time.Time {
 func hostCPU() *format.CPUFeatures {
 	h := cpufeat.Host()
 	return &h
-}
-
-func kernelRelease() string {
-	var u unix.Utsname
-	if unix.Uname(&u) != nil {
-		return ""
-	}
-	return unix.ByteSliceToString(u.Release[:])
 }
 
 // stdioOf is what descriptors 0, 1 and 2 of pid point to, as /proc shows it

@@ -45,6 +45,10 @@ type Options struct {
 	// SkipCPUCheck restores even when the checkpoint's processes may run
 	// code for CPU features this host lacks.
 	SkipCPUCheck bool
+	// DryRun checks the archive against this host and stops before
+	// anything is created: Result.Plan says what a restore would create,
+	// and the error lists every blocker.
+	DryRun bool
 	// Bridge attaches a rebuilt namespace's veth to this bridge instead of
 	// the recorded one; CreateBridge creates it when missing. PeerNetns is
 	// where the host end of that veth goes (default: the recorded
@@ -75,6 +79,8 @@ type Result struct {
 	CRIU *stats.RestoreStatsEntry
 	// CRIUTime is how long CRIU's restore took.
 	CRIUTime time.Duration
+	// Plan is what the restore creates (with DryRun: would create).
+	Plan *Plan
 }
 
 func (o *Options) logf(format string, args ...any) {
@@ -146,6 +152,7 @@ type restorer struct {
 	criuTook time.Duration
 	rollback undo.Stack
 	guard    *guardian.Guard
+	plan     *Plan
 }
 
 // Run restores the archive opts.Input. On failure it removes what it created
@@ -167,10 +174,22 @@ func Run(ctx context.Context, opts Options) (res *Result, err error) {
 		// Committed, or undone above: the guardian has nothing to do.
 		r.guard.Done(&r.rollback)
 	}()
-	steps := []func(context.Context) error{
-		r.unpack, r.describe, r.checkCPU, r.prepareRoot, r.prepareCgroups, r.prepareNetwork, r.prepareFiles, r.restore, r.resume,
+	// The checks change nothing but the work directory; a dry run ends
+	// after them.
+	check := []func(context.Context) error{r.unpack, r.describe, r.preflight}
+	act := []func(context.Context) error{
+		r.prepareRoot, r.prepareCgroups, r.prepareNetwork, r.prepareFiles, r.restore, r.resume,
 	}
-	for _, step := range steps {
+	for _, step := range check {
+		if err := step(ctx); err != nil {
+			return nil, err
+		}
+	}
+	if r.opts.DryRun {
+		r.abort()
+		return &Result{Name: r.name, Metadata: r.md, Plan: r.plan, Duration: time.Since(start)}, nil
+	}
+	for _, step := range act {
 		if err := step(ctx); err != nil {
 			return nil, err
 		}
@@ -414,7 +433,7 @@ func (r *restorer) resume(ctx context.Context) error {
 
 // finish reports the restore and removes the work directory.
 func (r *restorer) finish(start time.Time) *Result {
-	res := &Result{PID: r.pid, Name: r.name, Metadata: r.md, CRIUTime: r.criuTook}
+	res := &Result{PID: r.pid, Name: r.name, Metadata: r.md, CRIUTime: r.criuTook, Plan: r.plan}
 	if st, err := criuimg.New(criuimg.Dir(r.wd.Images), "").RestoreStats(format.StatsRestore); err == nil {
 		res.CRIU = st
 	}

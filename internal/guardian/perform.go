@@ -10,12 +10,13 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/crtool/crtool/cgroups"
 	"github.com/crtool/crtool/freezer"
 	"github.com/crtool/crtool/internal/network"
 	"github.com/crtool/crtool/internal/undo"
 	"github.com/crtool/crtool/internal/workdir"
-	"golang.org/x/sys/unix"
 )
 
 // The kinds of journal steps. Every one is idempotent: a guardian and a
