@@ -307,12 +307,24 @@ func (r *restorer) prepareRoot(ctx context.Context) error {
 	return nil
 }
 
-// prepareCgroups checks the container's cgroups are free and arranges for
-// the ones CRIU creates to go again on failure.
+// prepareCgroups checks the container's cgroups are free, creates the
+// cgroups above them that this host lacks, fits the recorded cpusets to
+// this host, and arranges for all the restore creates to go again on
+// failure: CRIU's own cgroups first, then the parents, newest first.
 func (r *restorer) prepareCgroups(ctx context.Context) error {
 	r.cg = cgroups.Set(r.md.Cgroups.Paths)
 	if err := checkCgroupsFree(r.cg); err != nil {
 		return err
+	}
+	if _, err := cgroups.Prepare(r.cg, &r.rollback); err != nil {
+		return err
+	}
+	warnings, err := cgroups.AdaptImage(r.wd.Images)
+	if err != nil {
+		return fmt.Errorf("%s: %w", r.opts.Input, err)
+	}
+	for _, w := range warnings {
+		r.opts.warnf("%s", w)
 	}
 	created, err := r.cg.Missing()
 	if err != nil {
