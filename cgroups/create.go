@@ -120,13 +120,23 @@ func Prepare(s Set, stack *undo.Stack) ([]string, error) {
 }
 
 // prepare creates the parents of one hierarchy's directory.
-func (hd hierarchyDir) prepare(stack *undo.Stack) ([]string, error) {
+func (hd hierarchyDir) prepare(stack *undo.Stack) (_ []string, err error) {
 	parent := filepath.Dir(hd.dir)
 	missing := toCreate(parent, hd.mnt, exists)
 	var created []string
+	var journalErr error
+	defer func() {
+		if journalErr != nil && err == nil {
+			err = journalErr
+		}
+	}()
 	push := func(d string) {
 		created = append(created, d)
-		stack.Push("remove cgroup "+d, func() error { return removeCreated(d) })
+		// Journaled for a guardian too (internal/guardian's rmdir-cgroup).
+		rec := undo.Record{Kind: "rmdir-cgroup", Path: d}
+		if err := stack.PushRecord("remove cgroup "+d, rec, func() error { return removeCreated(d) }); err != nil {
+			journalErr = err
+		}
 	}
 	if hd.cpuset {
 		if !within(hd.mnt, parent) {

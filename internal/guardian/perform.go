@@ -32,6 +32,7 @@ const (
 	KindDeleteNetns   = "delete-netns"   // Name: a /run/netns name
 	KindDeleteLink    = "delete-link"    // Netns: namespace path or "host", Name: link
 	KindUnmount       = "unmount"        // Path: a mount point, detached
+	KindRmdirCgroup   = "rmdir-cgroup"   // Path: one cgroup directory a restore created (a parent), removed only when empty
 	KindWaitExit      = "wait-exit"      // Name: PID, Path: its start time (/proc/PID/stat field 22)
 )
 
@@ -208,6 +209,12 @@ func Perform(r undo.Record) error {
 		return workdir.DetachMounts(r.Path)
 	case KindWaitExit:
 		return waitExit(r)
+	case KindRmdirCgroup:
+		// A parent that meanwhile holds another container stays.
+		if err := unix.Rmdir(r.Path); err != nil && !errors.Is(err, unix.ENOENT) && !errors.Is(err, unix.EBUSY) && !errors.Is(err, unix.ENOTEMPTY) {
+			return fmt.Errorf("remove cgroup %s: %w", r.Path, err)
+		}
+		return nil
 	}
 	return fmt.Errorf("unknown journal step %q", r.Kind)
 }
