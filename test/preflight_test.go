@@ -7,7 +7,6 @@ import (
 	"sort"
 	"strings"
 	"testing"
-	"time"
 )
 
 // hostListing is what a restore could create on the host, for comparing
@@ -39,9 +38,13 @@ func hostListing(t *testing.T, c *container, work string) string {
 func TestDryRun(t *testing.T) {
 	l, c, _ := echoSetup(t, "tcp4")
 	archive := c.dump("--tcp-established")
-	mustRun(t, "ip", "netns", "del", "crt-"+l.id)
-	mustRun(t, env.runc, "--root", c.runcRoot, "delete", "-f", c.id)
-	waitFor(t, 5*time.Second, "the cgroups to go", func() bool { return len(c.cgroupDirs()) == 0 })
+	recorded := c.rootfs
+	moved := c.secondHost(t, l, false)
+	// The dry run that passes finds the root where the archive says.
+	if err := os.Rename(moved, recorded); err != nil {
+		t.Fatal(err)
+	}
+	c.rootfs = recorded
 	work := t.TempDir()
 
 	t.Run("restorable", func(t *testing.T) {
