@@ -57,7 +57,7 @@ func TestCheckMetadata(t *testing.T) {
 		name   string
 		change func(md *format.Metadata)
 		policy Policy
-		field  string // the error names it
+		field  string  // the error names it
 		allow  *Policy // a policy that allows it, if any
 	}{
 		{name: "root is the host's", change: func(md *format.Metadata) { md.Container.Root = "/" }, field: "container.root",
@@ -71,7 +71,9 @@ func TestCheckMetadata(t *testing.T) {
 			allow: &Policy{AllowHostNamespaces: true}},
 		{name: "host netns path", change: func(md *format.Metadata) { md.Namespaces["net"] = format.Namespace{Path: "/proc/self/ns/net"} }, field: "namespaces.net.path",
 			allow: &Policy{NetnsGiven: true}},
-		{name: "netns path climbing", change: func(md *format.Metadata) { md.Namespaces["net"] = format.Namespace{Path: "/run/netns/../../proc/1/ns/net"} }, field: "namespaces.net.path"},
+		{name: "netns path climbing", change: func(md *format.Metadata) {
+			md.Namespaces["net"] = format.Namespace{Path: "/run/netns/../../proc/1/ns/net"}
+		}, field: "namespaces.net.path"},
 		{name: "bind source /", change: func(md *format.Metadata) { md.Mounts[0].Source = "/" }, field: "externalMounts[0].source",
 			allow: &Policy{HostPaths: []string{"/"}}},
 		{name: "bind source /etc", change: func(md *format.Metadata) { md.Mounts[0].Source = "/etc" }, field: "externalMounts[0].source"},
