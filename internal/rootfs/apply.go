@@ -14,6 +14,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/crtool/crtool/format"
 	"github.com/crtool/crtool/internal/errdefs"
 	"github.com/crtool/crtool/internal/safefs"
 )
@@ -78,7 +79,7 @@ func Apply(ctx context.Context, dir, diffTar, deletedJSON string) error {
 
 // readDeleted reads deleted.files and checks every path's text.
 func readDeleted(p string) ([]string, error) {
-	data, err := os.ReadFile(p)
+	data, err := format.ReadMetadataFile(p, format.DeletedFilesFile)
 	if err != nil {
 		return nil, err
 	}
