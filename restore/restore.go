@@ -27,6 +27,7 @@ import (
 	"github.com/crtool/crtool/internal/guardian"
 	"github.com/crtool/crtool/internal/podman"
 	"github.com/crtool/crtool/internal/testpoint"
+	"github.com/crtool/crtool/internal/trust"
 	"github.com/crtool/crtool/internal/undo"
 	"github.com/crtool/crtool/internal/workdir"
 )
@@ -67,6 +68,13 @@ type Options struct {
 	// Warnf reports what the user must know even without -v: an undo step
 	// that failed, a piece left behind. nil discards it.
 	Warnf func(format string, args ...any)
+	// AllowHostNamespaces restores a process tree that shares the host's
+	// pid, mount, network, UTS or IPC namespace, as its images say.
+	AllowHostNamespaces bool
+	// AllowHostPath are host files and directories the container may be
+	// handed: external files and bind-mount sources the archive names are
+	// opened only at or below one of them (/dev/null needs none).
+	AllowHostPath []string
 }
 
 // Result describes a restored container.
@@ -176,7 +184,7 @@ func Run(ctx context.Context, opts Options) (res *Result, err error) {
 	}()
 	// The checks change nothing but the work directory; a dry run ends
 	// after them.
-	check := []func(context.Context) error{r.unpack, r.describe, r.preflight}
+	check := []func(context.Context) error{r.unpack, r.describe, r.validate, r.preflight}
 	act := []func(context.Context) error{
 		r.prepareRoot, r.prepareCgroups, r.prepareNetwork, r.prepareFiles, r.restore, r.resume,
 	}
@@ -342,7 +350,7 @@ func (r *restorer) prepareCgroups(ctx context.Context) error {
 	if err := r.rollback.PushRecord("kill what the restore left in the container's cgroups", guardian.KillCgroups(dirs), func() error { return killCgroups(cg) }); err != nil {
 		return err
 	}
-	if r.extMnt, err = mapMounts(r.md); err != nil {
+	if r.extMnt, err = mapMounts(r.md, r.policy()); err != nil {
 		return err
 	}
 	return nil
@@ -364,8 +372,9 @@ func (r *restorer) prepareNetwork(ctx context.Context) error {
 
 // prepareFiles opens the replacements of descriptors that led outside.
 func (r *restorer) prepareFiles(ctx context.Context) error {
-	for _, ef := range r.md.Files {
-		f, err := openExternalFile(ef, r.opts.Log)
+	p := r.policy()
+	for i, ef := range r.md.Files {
+		f, err := openExternalFile(i, ef, r.opts.Log, p)
 		if err != nil {
 			return err
 		}
@@ -599,11 +608,12 @@ func thaw(h, p string) error {
 }
 
 // mapMounts says where each external mount of the container comes from on
-// this host.
-func mapMounts(md *format.Metadata) ([]*rpc.ExtMountMap, error) {
+// this host: a bind source only where p allows it, with symlinks resolved
+// so that CRIU mounts what was checked.
+func mapMounts(md *format.Metadata, p trust.Policy) ([]*rpc.ExtMountMap, error) {
 	var out []*rpc.ExtMountMap
-	for _, m := range md.Mounts {
-		src := m.Source
+	for i, m := range md.Mounts {
+		var src string
 		if m.Kind == format.MountCgroup {
 			// CRIU creates the cgroup, with its recorded properties,
 			// before it mounts anything.
@@ -612,8 +622,14 @@ func mapMounts(md *format.Metadata) ([]*rpc.ExtMountMap, error) {
 				return nil, fmt.Errorf("cgroup mount %s: %w", m.Key, err)
 			}
 			src = dir
-		} else if _, err := os.Stat(src); err != nil {
-			return nil, fmt.Errorf("mount %s of the container comes from %s, which does not exist on this host: create it", m.Key, src)
+		} else {
+			var err error
+			if src, err = p.HostPath(fmt.Sprintf("externalMounts[%d].source", i), m.Source); err != nil {
+				return nil, err
+			}
+			if _, err := os.Stat(src); err != nil {
+				return nil, fmt.Errorf("mount %s of the container comes from %s, which does not exist on this host: create it", m.Key, src)
+			}
 		}
 		out = append(out, &rpc.ExtMountMap{Key: proto.String(m.Key), Val: proto.String(src)})
 	}
@@ -621,14 +637,15 @@ func mapMounts(md *format.Metadata) ([]*rpc.ExtMountMap, error) {
 }
 
 // openExternalFile opens the replacement for a descriptor that led outside
-// the container: the same file again, or for a pipe to a supervisor that
-// no longer exists, the log file (write ends) or /dev/null.
-func openExternalFile(ef format.ExternalFile, logPath string) (*os.File, error) {
+// the container: the same file again where p allows it, or for a pipe to
+// a supervisor that no longer exists, the log file (write ends) or
+// /dev/null.
+func openExternalFile(i int, ef format.ExternalFile, logPath string, p trust.Policy) (*os.File, error) {
 	acc := ef.Flags & unix.O_ACCMODE
 	switch ef.Kind {
 	case format.FilePipe:
 		if acc == unix.O_WRONLY && logPath != "" {
-			f, err := os.OpenFile(logPath, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+			f, err := openNoFollow(logPath, os.O_WRONLY|os.O_APPEND|os.O_CREATE)
 			if err != nil {
 				return nil, fmt.Errorf("open --log %s: %w", logPath, err)
 			}
@@ -636,27 +653,42 @@ func openExternalFile(ef format.ExternalFile, logPath string) (*os.File, error) 
 		}
 		return os.OpenFile(os.DevNull, os.O_RDWR, 0)
 	case format.FileReg:
-		flags := acc
-		if acc != unix.O_RDONLY {
-			// Appending never overwrites what the file got meanwhile.
-			flags |= unix.O_APPEND
-		}
-		f, err := os.OpenFile(ef.Path, flags, 0)
+		f, err := p.OpenFile(fmt.Sprintf("externalFiles[%d].path", i), ef.Path, ef.Flags)
 		if err != nil {
-			return nil, fmt.Errorf("container descriptor %s leads to %s: %w: create it", ef.Key, ef.Path, err)
+			return nil, fmt.Errorf("container descriptor %s: %w", ef.Key, err)
 		}
 		return f, nil
 	}
-	return nil, errdefs.Newf(errdefs.ErrInvalidArchive, "unknown external file kind %q", ef.Kind)
+	return nil, errdefs.Newf(errdefs.ErrInvalidArchive, "externalFiles[%d].kind %q is not a file kind crtool knows", i, ef.Kind)
 }
 
+// openNoFollow opens a file the operator named (--log, --pid-file)
+// without following a symlink in its place, which another user of a shared
+// directory could plant to have root write elsewhere.
+func openNoFollow(path string, flags int) (*os.File, error) {
+	return os.OpenFile(path, flags|unix.O_NOFOLLOW, 0o600)
+}
+
+// writePidFile writes the pid to a new file beside path and renames it
+// over path: the rename replaces a symlink at path instead of following it,
+// and the new file is created exclusively.
 func writePidFile(path string, pid int) error {
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, []byte(strconv.Itoa(pid)), 0o644); err != nil {
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
+	if err != nil {
 		return fmt.Errorf("write pid file: %w", err)
 	}
-	if err := os.Rename(tmp, path); err != nil {
-		_ = os.Remove(tmp)
+	_, err = tmp.WriteString(strconv.Itoa(pid))
+	if err == nil {
+		err = tmp.Chmod(0o644)
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp.Name(), path)
+	}
+	if err != nil {
+		_ = os.Remove(tmp.Name())
 		return fmt.Errorf("write pid file: %w", err)
 	}
 	return nil

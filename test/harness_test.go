@@ -361,7 +361,9 @@ func (c *container) dump(extra ...string) string {
 // becomes the container's PID.
 func (c *container) restore(archive string, extra ...string) int {
 	c.t.Helper()
-	r := crtool(c.t, append([]string{"restore", "-f", archive}, extra...)...)
+	// The container's stdio log is in its test directory, which the
+	// operator (the test) hands back to it.
+	r := crtool(c.t, append([]string{"restore", "-f", archive, "--allow-host-path", c.dir}, extra...)...)
 	if r.code != 0 {
 		c.t.Fatalf("restore failed: %s", r)
 	}

@@ -280,7 +280,7 @@ func TestHttpdInRebuiltNamespace(t *testing.T) {
 	// the bridge, is found before anything is created.
 	mustRun(t, "ip", "-n", peer, "addr", "add", l.v4(2)+"/24", "dev", "eth0")
 	cgBefore := fmt.Sprint(c.cgroupDirs())
-	r := crtool(t, "restore", "-f", archive)
+	r := crtool(t, "restore", "-f", archive, "--allow-host-path", c.dir)
 	if r.code == 0 || !strings.Contains(r.stderr, l.v4(2)) || !strings.Contains(r.stderr, "in use") {
 		t.Fatalf("restore with the address taken: %s", r)
 	}
