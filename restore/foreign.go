@@ -17,6 +17,7 @@ import (
 	"github.com/crtool/crtool/internal/errdefs"
 	"github.com/crtool/crtool/internal/podman"
 	"github.com/crtool/crtool/internal/rootfs"
+	"github.com/crtool/crtool/internal/safefs"
 )
 
 // StateDir holds what crtool creates on the host for containers restored
@@ -216,7 +217,9 @@ func (f *foreign) remove() error {
 			return fmt.Errorf("unmount %s: %w", merged, err)
 		}
 	}
-	if err := os.RemoveAll(f.Dir); err != nil {
+	// The overlay's upper directory holds rootfs-diff.tar's tree, which
+	// may nest deeper than os.RemoveAll can go.
+	if err := safefs.RemoveTree(context.Background(), f.Dir); err != nil {
 		return fmt.Errorf("remove %s: %w", f.Dir, err)
 	}
 	return nil

@@ -27,6 +27,7 @@ import (
 	"github.com/crtool/crtool/internal/guardian"
 	"github.com/crtool/crtool/internal/podman"
 	"github.com/crtool/crtool/internal/testpoint"
+	"github.com/crtool/crtool/internal/safefs"
 	"github.com/crtool/crtool/internal/trust"
 	"github.com/crtool/crtool/internal/undo"
 	"github.com/crtool/crtool/internal/workdir"
@@ -229,6 +230,11 @@ func (r *restorer) unpack(ctx context.Context) (err error) {
 		return err
 	}
 	if err := unpack(ctx, r.opts.Input, wd.Path, r.opts.Progress); err != nil {
+		return err
+	}
+	// A failed restore keeps restore.log for the error to quote: only
+	// CRIU's own, not one the archive brought.
+	if err := safefs.RemoveTree(ctx, r.log); err != nil {
 		return err
 	}
 	testpoint.Reach("restore-unpacked")

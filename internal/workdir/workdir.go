@@ -4,6 +4,7 @@ package workdir
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -12,6 +13,8 @@ import (
 	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/crtool/crtool/internal/safefs"
 )
 
 // Dir is a staging directory with CRIU's image directory inside it.
@@ -35,43 +38,49 @@ func (d *Dir) Log(name string) string { return filepath.Join(d.Images, name) }
 // Remove deletes the staging directory. Mounts below it are detached
 // first: a CRIU killed mid-way leaves its cgroup yard (.criu.cgyard) and
 // other mounts there, and removing files through them would delete the
-// host's cgroups or files.
+// host's cgroups or files. The tree may be an archive's, nested deeper than
+// os.RemoveAll can go.
 func (d *Dir) Remove() error {
 	if err := DetachMounts(d.Path); err != nil {
 		return err
 	}
-	if err := os.RemoveAll(d.Path); err != nil {
+	if err := safefs.RemoveTree(context.Background(), d.Path); err != nil {
 		return fmt.Errorf("remove work directory: %w", err)
 	}
 	return nil
 }
 
 // KeepOnly deletes everything but the CRIU log file, whose path a failed
-// operation's error quotes; without a log, everything goes.
+// operation's error quotes; without a log, everything goes. The log moves
+// to the top while the rest is removed, then back.
 func (d *Dir) KeepOnly(log string) error {
-	if _, err := os.Stat(log); err != nil {
+	if st, err := os.Lstat(log); err != nil || !st.Mode().IsRegular() {
 		return d.Remove()
 	}
 	if err := DetachMounts(d.Path); err != nil {
 		return err
 	}
+	keep := filepath.Join(d.Path, ".keep-"+filepath.Base(log))
+	if err := os.Rename(log, keep); err != nil {
+		return fmt.Errorf("clean work directory %s: %w", d.Path, err)
+	}
+	entries, err := os.ReadDir(d.Path)
+	if err != nil {
+		return fmt.Errorf("clean work directory %s: %w", d.Path, err)
+	}
 	var errs []error
-	_ = filepath.WalkDir(d.Path, func(p string, e os.DirEntry, err error) error {
-		if err != nil || p == d.Path || p == log {
-			return nil
+	for _, e := range entries {
+		if p := filepath.Join(d.Path, e.Name()); p != keep {
+			errs = append(errs, safefs.RemoveTree(context.Background(), p))
 		}
-		if e.IsDir() && (p == filepath.Dir(log) || isParent(p, log)) {
-			return nil
-		}
-		if err := os.RemoveAll(p); err != nil {
-			errs = append(errs, err)
-		}
-		if e.IsDir() {
-			return filepath.SkipDir
-		}
-		return nil
-	})
+	}
 	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("clean work directory %s: %w", d.Path, err)
+	}
+	if err := os.MkdirAll(filepath.Dir(log), 0o700); err != nil {
+		return fmt.Errorf("clean work directory %s: %w", d.Path, err)
+	}
+	if err := os.Rename(keep, log); err != nil {
 		return fmt.Errorf("clean work directory %s: %w", d.Path, err)
 	}
 	return nil
@@ -146,11 +155,6 @@ func unescapeMount(s string) string {
 		b.WriteByte(s[i])
 	}
 	return b.String()
-}
-
-func isParent(dir, p string) bool {
-	rel, err := filepath.Rel(dir, p)
-	return err == nil && rel != "." && rel[0] != '.'
 }
 
 // MoveImages moves the image directory to dst, which must not exist or be
