@@ -1,7 +1,6 @@
 package criuimg
 
 import (
-	"encoding/binary"
 	"io/fs"
 	"slices"
 	"strings"
@@ -24,19 +23,11 @@ func (m images) ReadImage(name string) ([]byte, error) {
 	return nil, fs.ErrNotExist
 }
 
-// encode writes msgs as a CRIU image of kind: the common magic, the
-// image's, then each entry with its 32-bit size.
 func encode(t *testing.T, kind Kind, msgs ...proto.Message) []byte {
 	t.Helper()
-	b := binary.LittleEndian.AppendUint32(nil, uint32(magics.ByName["IMG_COMMON"]))
-	b = binary.LittleEndian.AppendUint32(b, uint32(magics.ByName[kind.Magic]))
-	for _, m := range msgs {
-		data, err := proto.Marshal(m)
-		if err != nil {
-			t.Fatal(err)
-		}
-		b = binary.LittleEndian.AppendUint32(b, uint32(len(data)))
-		b = append(b, data...)
+	b, err := Encode(kind, msgs...)
+	if err != nil {
+		t.Fatal(err)
 	}
 	return b
 }

@@ -118,7 +118,11 @@ func (p Policy) CheckMetadata(md *format.Metadata, name string) error {
 		switch f.Kind {
 		case format.FilePipe:
 		case format.FileReg:
-			if _, err := p.HostPath(field+".path", f.Path); err != nil {
+			real, err := p.HostPath(field+".path", f.Path)
+			if err != nil {
+				return err
+			}
+			if err := checkFileType(field+".path", f.Path, real); err != nil {
 				return err
 			}
 		default:
@@ -246,11 +250,38 @@ func below(p, dir string) bool {
 	return p == dir || dir == "/" || strings.HasPrefix(p, dir+"/")
 }
 
+// checkFileType refuses, before anything is done, an external file that
+// OpenFile would refuse for its type; one that is missing is reported when
+// it is opened.
+func checkFileType(field, path, real string) error {
+	var st unix.Stat_t
+	if err := unix.Lstat(real, &st); err != nil {
+		return nil
+	}
+	return fileTypeAllowed(field, path, real, st.Mode)
+}
+
+// fileTypeAllowed accepts regular files and harmless devices: a FIFO
+// would block the restore, another device would hand the container
+// hardware.
+func fileTypeAllowed(field, path, real string, mode uint32) error {
+	switch mode & unix.S_IFMT {
+	case unix.S_IFREG:
+		return nil
+	case unix.S_IFCHR:
+		if slices.Contains(harmlessDevices, real) {
+			return nil
+		}
+		return refused("%s %q is a device, which crtool does not hand to a container", field, path)
+	}
+	return refused("%s %q is not a regular file (mode %#o), which crtool does not hand to a container", field, path, mode&unix.S_IFMT)
+}
+
 // OpenFile opens the host file path for an external file of the
 // container, with the access mode of flags (writes append). path must pass
-// HostPath; the file must be a regular file or a harmless device: a FIFO
-// would block the restore, another device would hand the container
-// hardware. The last component is never followed.
+// HostPath and its type fileTypeAllowed; it is opened non-blocking, so a
+// FIFO swapped in meanwhile cannot block, and its last component is never
+// followed.
 func (p Policy) OpenFile(field, path string, flags int) (*os.File, error) {
 	real, err := p.HostPath(field, path)
 	if err != nil {
@@ -272,16 +303,9 @@ func (p Policy) OpenFile(field, path string, flags int) (*os.File, error) {
 		f.Close()
 		return nil, fmt.Errorf("%s %s: %w", field, path, err)
 	}
-	switch st.Mode & unix.S_IFMT {
-	case unix.S_IFREG:
-	case unix.S_IFCHR:
-		if !slices.Contains(harmlessDevices, real) {
-			f.Close()
-			return nil, refused("%s %q is a device, which crtool does not hand to a container", field, path)
-		}
-	default:
+	if err := fileTypeAllowed(field, path, real, st.Mode); err != nil {
 		f.Close()
-		return nil, refused("%s %q is not a regular file (mode %#o), which crtool does not hand to a container", field, path, st.Mode&unix.S_IFMT)
+		return nil, err
 	}
 	// Blocking again, as the container had it.
 	if _, err := unix.FcntlInt(uintptr(fd), unix.F_SETFL, open&^(unix.O_NONBLOCK|unix.O_CLOEXEC|unix.O_NOFOLLOW|unix.O_NOCTTY)); err != nil {

@@ -118,6 +118,16 @@ func TestCheckMetadata(t *testing.T) {
 			}
 		})
 	}
+	// A FIFO is refused before anything is done, not found blocking later.
+	fifo := filepath.Join(dir, "fifo")
+	if err := unix.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	md.Files[1].Path = fifo
+	if err := (Policy{HostPaths: []string{dir}}).CheckMetadata(md, "web"); err == nil || !strings.Contains(err.Error(), "externalFiles[1].path") {
+		t.Errorf("FIFO: %v", err)
+	}
+	md.Files[1].Path = filepath.Join(dir, "container.log")
 	// The name becomes a directory and part of overlay options.
 	if err := (Policy{HostPaths: []string{dir}}).CheckMetadata(md, ",upperdir=.,workdir=.."); err == nil || !strings.Contains(err.Error(), "Name") {
 		t.Errorf("hostile name: %v", err)
