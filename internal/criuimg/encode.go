@@ -8,14 +8,19 @@ import (
 )
 
 // Encode writes msgs as a CRIU image of kind, as CRIU frames it: the
-// common magic, the image's, then each entry after its 32-bit size. crtool
+// common magic (but for inventory.img), the image's, then each entry after
+// its 32-bit size. crtool
 // writes no images itself; tests build crafted ones with it.
 func Encode(kind Kind, msgs ...proto.Message) ([]byte, error) {
 	m, ok := magics.ByName[kind.Magic]
 	if !ok {
 		return nil, fmt.Errorf("unknown image kind %s", kind.Magic)
 	}
-	b := binary.LittleEndian.AppendUint32(nil, uint32(magics.ByName["IMG_COMMON"]))
+	var b []byte
+	if kind.Magic != Inventory.Magic {
+		// inventory.img alone starts with its own magic.
+		b = binary.LittleEndian.AppendUint32(b, uint32(magics.ByName["IMG_COMMON"]))
+	}
 	b = binary.LittleEndian.AppendUint32(b, uint32(m))
 	for _, msg := range msgs {
 		data, err := proto.Marshal(msg)
