@@ -57,7 +57,7 @@ func Extract(ctx context.Context, r io.Reader, destDir string, opts ExtractOptio
 	}
 	defer unix.Close(root)
 
-	a, err := openArchive(ctx, r, streamLimit(opts))
+	a, err := openArchive(ctx, r, streamLimit(opts), opts.MaxFiles)
 	if err != nil {
 		return st, err
 	}
