@@ -31,6 +31,8 @@ var StateDir = "/var/lib/crtool/containers"
 type foreign struct {
 	*podman.Checkpoint
 	created bool
+	// allowDevices lets rootfs-diff.tar create device nodes.
+	allowDevices bool
 }
 
 // mountOverlay mounts the root filesystem to restore into: an overlay
@@ -88,7 +90,7 @@ func (f *foreign) fill(ctx context.Context, stage, root string) error {
 	if _, err := os.Stat(deleted); err != nil {
 		deleted = ""
 	}
-	if err := rootfs.Apply(ctx, root, diff, deleted); err != nil {
+	if err := rootfs.Apply(ctx, root, diff, deleted, rootfs.Limits{AllowDevices: f.allowDevices}); err != nil {
 		return fmt.Errorf("apply the archive's root filesystem changes: %w", err)
 	}
 	if err := f.writeUserdata(ctx, stage); err != nil {

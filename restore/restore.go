@@ -76,6 +76,9 @@ type Options struct {
 	// handed: external files and bind-mount sources the archive names are
 	// opened only at or below one of them (/dev/null needs none).
 	AllowHostPath []string
+	// AllowDevices lets a foreign archive's rootfs-diff.tar create block
+	// and character device nodes in the container's root filesystem.
+	AllowDevices bool
 }
 
 // Result describes a restored container.
@@ -254,7 +257,7 @@ func (r *restorer) describe(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("%s: %w", r.opts.Input, err)
 		}
-		r.fg, md = &foreign{Checkpoint: cp}, cp.Metadata
+		r.fg, md = &foreign{Checkpoint: cp, allowDevices: r.opts.AllowDevices}, cp.Metadata
 		if r.opts.Root == "" {
 			return fmt.Errorf("%s was not written by crtool: pass --root DIR, the root filesystem of its image (it stays unmodified: the container runs on an overlay of it)", r.opts.Input)
 		}

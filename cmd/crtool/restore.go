@@ -74,6 +74,7 @@ Example:
 			&cli.BoolFlag{Name: "skip-cpu-check", Usage: "restore even when the checkpoint needs CPU features this host lacks (its processes may die with SIGILL)"},
 			&cli.BoolFlag{Name: "allow-host-namespaces", Usage: "restore a process tree that shares the host's pid, mount, network, UTS or IPC namespace"},
 			&cli.StringSliceFlag{Name: "allow-host-path", Usage: "hand the container this host file or directory (and what is below it) when the archive names it as an external file or bind-mount source (repeatable)"},
+			&cli.BoolFlag{Name: "allow-devices", Usage: "create the device nodes of a foreign archive's rootfs-diff.tar in the container's root filesystem"},
 			&cli.StringFlag{Name: "keep-images", Usage: "keep the unpacked image directory here (a new or empty directory)"},
 			workDirFlag,
 			criuFlag,
@@ -101,6 +102,7 @@ Example:
 				PeerNetns:           c.String("peer-netns"),
 				AllowHostNamespaces: c.Bool("allow-host-namespaces"),
 				AllowHostPath:       c.StringSlice("allow-host-path"),
+				AllowDevices:        c.Bool("allow-devices"),
 				Logf:                logger(c),
 				Warnf:               warner(c),
 			}
