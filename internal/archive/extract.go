@@ -179,6 +179,9 @@ func (x *extractor) file(ctx context.Context, hdr *tar.Header) (int64, error) {
 	if err := x.count(); err != nil {
 		return 0, err
 	}
+	if err := safefs.EnsureFree(pfd, hdr.Size); err != nil {
+		return 0, err
+	}
 	// O_EXCL refuses whatever is already there, a symlink included.
 	fd, err := safefs.OpenAt(pfd, base, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW, 0o600)
 	if errors.Is(err, unix.EEXIST) {

@@ -3,11 +3,16 @@ package archive
 import (
 	"archive/tar"
 	"bytes"
+	"compress/gzip"
 	"context"
 	"errors"
 	"io"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/crtool/crtool/internal/safefs"
 )
 
 // TestEmptyHeadersCounted: a stream of "./" headers creates nothing, so
@@ -39,5 +44,25 @@ func TestEmptyHeadersCounted(t *testing.T) {
 	}
 	if _, err := Extract(context.Background(), bytes.NewReader(makeTar(t, false, dups...)), t.TempDir(), ExtractOptions{MaxFiles: 10}); !errors.Is(err, ErrLimit) {
 		t.Errorf("repeated directory headers: err = %v, want ErrLimit", err)
+	}
+}
+
+// TestExtractChecksFreeSpace: a member declaring more than the free space
+// is refused before a byte is written, however small the archive.
+func TestExtractChecksFreeSpace(t *testing.T) {
+	var buf bytes.Buffer
+	zw := gzip.NewWriter(&buf)
+	tw := tar.NewWriter(zw)
+	if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: "huge", Mode: 0o600, Size: 1 << 40}); err != nil {
+		t.Fatal(err)
+	}
+	zw.Close()
+	dir := t.TempDir()
+	_, err := Extract(context.Background(), bytes.NewReader(buf.Bytes()), dir, ExtractOptions{MaxBytes: 1 << 41})
+	if !errors.Is(err, safefs.ErrNoSpace) {
+		t.Errorf("1 TiB member: err = %v, want ErrNoSpace", err)
+	}
+	if _, err := os.Lstat(filepath.Join(dir, "huge")); err == nil {
+		t.Error("the refused member was created")
 	}
 }

@@ -69,10 +69,6 @@ const (
 	DefaultMaxMembers = 1_000_000
 )
 
-// freeReserve is the space Apply leaves free on the file system it writes
-// to, so that the host does not run out because of a container's files.
-const freeReserve = 256 << 20
-
 func Apply(ctx context.Context, dir, diffTar, deletedJSON string, lim Limits) error {
 	var deleted []string
 	if deletedJSON != "" {
@@ -373,12 +369,8 @@ func (a *applier) file(ctx context.Context, pfd int, base, name string, hdr *tar
 	if a.bytes += hdr.Size; a.bytes > a.lim.MaxBytes {
 		return fmt.Errorf("%w: more than %d bytes of files", errdefs.ErrInvalidArchive, a.lim.MaxBytes)
 	}
-	var fs unix.Statfs_t
-	if err := unix.Fstatfs(pfd, &fs); err != nil {
-		return fmt.Errorf("statfs: %w", err)
-	}
-	if free := int64(fs.Bavail) * fs.Bsize; hdr.Size > free-freeReserve {
-		return fmt.Errorf("%w: %d bytes, but only %d are free (%d MiB stay in reserve)", errdefs.ErrConflict, hdr.Size, max(free, 0), freeReserve>>20)
+	if err := safefs.EnsureFree(pfd, hdr.Size); err != nil {
+		return err
 	}
 	fd, err := safefs.OpenAt(pfd, base, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW, 0o600)
 	if err != nil {

@@ -357,3 +357,24 @@ func hoist(root, sub int, p string, moved *int) error {
 	}
 	return nil
 }
+
+// FreeReserve is the space EnsureFree leaves free on the file system: an
+// archive's files must not make the host run out.
+const FreeReserve = 256 << 20
+
+// ErrNoSpace means a file an archive asks for does not fit.
+var ErrNoSpace = errdefs.New(errdefs.ErrConflict, "not enough free space")
+
+// EnsureFree checks, before a file of size bytes is written in the
+// directory dirfd, that it leaves FreeReserve free: a small compressed
+// archive can declare members of any size.
+func EnsureFree(dirfd int, size int64) error {
+	var fs unix.Statfs_t
+	if err := unix.Fstatfs(dirfd, &fs); err != nil {
+		return fmt.Errorf("statfs: %w", err)
+	}
+	if free := int64(fs.Bavail) * fs.Bsize; size > free-FreeReserve {
+		return fmt.Errorf("%w: %d bytes, %d free (%d MiB stay in reserve)", ErrNoSpace, size, max(free, 0), FreeReserve>>20)
+	}
+	return nil
+}
