@@ -628,7 +628,7 @@ func mapMounts(md *format.Metadata, p trust.Policy) ([]*rpc.ExtMountMap, error) 
 			// before it mounts anything.
 			dir, err := cgroups.Dir(m.Hierarchy, m.CgroupPath)
 			if err != nil {
-				return nil, fmt.Errorf("cgroup mount %s: %w", m.Key, err)
+				return nil, fmt.Errorf("cgroup mount %q: %w", m.Key, err)
 			}
 			src = dir
 		} else {
@@ -637,7 +637,7 @@ func mapMounts(md *format.Metadata, p trust.Policy) ([]*rpc.ExtMountMap, error) 
 				return nil, err
 			}
 			if _, err := os.Stat(src); err != nil {
-				return nil, fmt.Errorf("mount %s of the container comes from %s, which does not exist on this host: create it", m.Key, src)
+				return nil, fmt.Errorf("mount %q of the container comes from %s, which does not exist on this host: create it", m.Key, src)
 			}
 		}
 		out = append(out, &rpc.ExtMountMap{Key: proto.String(m.Key), Val: proto.String(src)})
