@@ -95,6 +95,15 @@ func (p Policy) CheckMetadata(md *format.Metadata, name string) error {
 	if err := md.Network.Validate(); err != nil {
 		return refused("%w", err)
 	}
+	if md.Network != nil && !p.AllowHostNamespaces {
+		for i, l := range md.Network.Links {
+			// A vlan or macvlan on an interface outside the namespace
+			// taps the host's network.
+			if l.Parent != nil && l.Parent.Netns != format.SelfNetns {
+				return errdefs.Hint(refused("network.links[%d].parent: %s %q would sit on the host's interface %q", i, l.Kind, l.Name, l.Parent.Name), "pass ", optHostNamespaces, " to create it")
+			}
+		}
+	}
 	for i, m := range md.Mounts {
 		field := fmt.Sprintf("externalMounts[%d]", i)
 		switch m.Kind {

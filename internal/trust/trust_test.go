@@ -88,6 +88,9 @@ func TestCheckMetadata(t *testing.T) {
 		{name: "cgroup hierarchy", change: func(md *format.Metadata) { md.Cgroups.Paths["../x"] = "/a" }, field: "cgroups.paths"},
 		{name: "sysctl", change: func(md *format.Metadata) { md.Network.Sysctls = map[string]string{"kernel.core_pattern": "|/tmp/x"} }, field: "network.sysctls"},
 		{name: "link name", change: func(md *format.Metadata) { md.Network.Links = []format.Link{{Name: "eth0/../x"}} }, field: "network.links[0].name"},
+		{name: "macvlan on a host interface", change: func(md *format.Metadata) {
+			md.Network.Links = []format.Link{{Name: "mv0", Kind: format.KindMacvlan, Parent: &format.Parent{Name: "eth0", Netns: format.HostNetns}}}
+		}, field: "network.links[0].parent", allow: &Policy{AllowHostNamespaces: true}},
 		{name: "container id", change: func(md *format.Metadata) { md.Container.ID = "../../x" }, field: "container.id"},
 		{name: "network lock", change: func(md *format.Metadata) { md.NetworkLock = "x; flush ruleset" }, field: "networkLock"},
 	} {
