@@ -14,8 +14,9 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/crtool/crtool/format"
 	oc "github.com/opencontainers/cgroups"
+
+	"github.com/crtool/crtool/format"
 )
 
 // Layout is how the host mounts cgroups.

@@ -8,6 +8,7 @@ import (
 	"github.com/checkpoint-restore/go-criu/v7/crit/images/cgroup"
 	criu_core "github.com/checkpoint-restore/go-criu/v7/crit/images/criu-core"
 	"github.com/checkpoint-restore/go-criu/v7/crit/images/inventory"
+
 	"github.com/crtool/crtool/format"
 )
 

@@ -9,11 +9,12 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+
 	"github.com/crtool/crtool/format"
 	"github.com/crtool/crtool/internal/errdefs"
 	"github.com/crtool/crtool/internal/safefs"
-	"github.com/vishvananda/netns"
-	"golang.org/x/sys/unix"
 )
 
 // Sysctls are captured by reading all of /proc/sys/net/ipv4 and

@@ -6,10 +6,11 @@ import (
 	"strings"
 	"testing"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/crtool/crtool/format"
 	"github.com/crtool/crtool/internal/safefs"
 	"github.com/crtool/crtool/internal/undo"
-	"golang.org/x/sys/unix"
 )
 
 // escapeKey is the sysctl(8) key that, with "/" read as "." inside a

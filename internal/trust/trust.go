@@ -11,10 +11,11 @@ import (
 	"slices"
 	"strings"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/crtool/crtool/format"
 	"github.com/crtool/crtool/internal/criuimg"
 	"github.com/crtool/crtool/internal/errdefs"
-	"golang.org/x/sys/unix"
 )
 
 // Policy is what the operator allows a restored container beyond its own

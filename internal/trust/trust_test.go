@@ -8,10 +8,11 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/crtool/crtool/format"
 	"github.com/crtool/crtool/internal/errdefs"
 	"github.com/crtool/crtool/internal/testutil"
-	"golang.org/x/sys/unix"
 )
 
 // sane is the metadata of an ordinary container: its own namespaces, a
