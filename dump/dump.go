@@ -449,7 +449,7 @@ func (d *dumper) pack(ctx context.Context) (err error) {
 			}
 		}
 	}
-	_, err = archive.WriteFile(ctx, d.opts.Output, d.wd.Path, archive.WriteOptions{Compression: d.opts.Compression, Progress: progress})
+	_, err = archive.WriteFile(ctx, d.opts.Output, d.wd.Path, archive.WriteOptions{Compression: d.opts.Compression, Progress: progress, Manifest: true})
 	if err != nil {
 		return fmt.Errorf("write %s: %w", d.opts.Output, err)
 	}

@@ -232,8 +232,12 @@ func (r *restorer) unpack(ctx context.Context) (err error) {
 	if err := r.rollback.PushRecord("remove work directory "+wd.Path, guardian.KeepLog(wd.Path, r.log), func() error { return wd.KeepOnly(r.log) }); err != nil {
 		return err
 	}
-	if err := unpack(ctx, r.opts.Input, wd.Path, r.opts.Progress); err != nil {
+	verified, err := unpack(ctx, r.opts.Input, wd.Path, r.opts.Progress)
+	if err != nil {
 		return err
+	}
+	if verified {
+		r.opts.logf("every member matches the archive's manifest")
 	}
 	// A failed restore keeps restore.log for the error to quote: only
 	// CRIU's own, not one the archive brought.
@@ -495,7 +499,7 @@ func criuRestoreOptions(imgFd int32, root string, md *format.Metadata, o Options
 }
 
 // unpack extracts the archive into dir.
-func unpack(ctx context.Context, input, dir string, progress func(done, total int64)) error {
+func unpack(ctx context.Context, input, dir string, progress func(done, total int64)) (verified bool, err error) {
 	// A read of stdin blocks until the next byte arrives; Ctrl-C must end
 	// the restore at once.
 	var r io.Reader = &cancelableReader{ctx: ctx, r: os.Stdin}
@@ -503,7 +507,7 @@ func unpack(ctx context.Context, input, dir string, progress func(done, total in
 	if input != "-" {
 		f, err := os.Open(input)
 		if err != nil {
-			return fmt.Errorf("open archive: %w", err)
+			return false, fmt.Errorf("open archive: %w", err)
 		}
 		defer f.Close()
 		if st, err := f.Stat(); err == nil {
@@ -514,10 +518,13 @@ func unpack(ctx context.Context, input, dir string, progress func(done, total in
 	if progress != nil {
 		r = &countingReader{r: r, total: total, report: progress}
 	}
-	if _, err := archive.Extract(ctx, r, dir, archive.ExtractOptions{}); err != nil {
-		return fmt.Errorf("%s: %w", input, err)
+	// A crtool archive's manifest is checked as the archive is read, so a
+	// damaged or modified member is refused before anything uses it.
+	st, err := archive.Extract(ctx, r, dir, archive.ExtractOptions{})
+	if err != nil {
+		return false, fmt.Errorf("%s: %w", input, err)
 	}
-	return nil
+	return st.Verified, nil
 }
 
 // cancelableReader returns ctx's error as soon as ctx is done, even while

@@ -225,3 +225,71 @@ func restoreRefused(t *testing.T, tc hostileCase) {
 		}
 	}
 }
+
+// TestManifestRefusesFlippedByte dumps a real container into an
+// uncompressed archive (so no stream checksum gets there first), flips a
+// byte in a page image and in crtool.json, and checks that inspect
+// --verify and restore refuse each copy naming the member, before CRIU
+// runs; the intact archive then verifies and restores, and the counter
+// goes on.
+func TestManifestRefusesFlippedByte(t *testing.T) {
+	c := startContainer(t, containerSpec{args: []string{"/bin/sh", "-c", counterScript}})
+	before := c.waitCount(20)
+	archive := c.dump("--compress", "none")
+	data, err := os.ReadFile(archive)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := crtool(t, "inspect", "--verify", archive); r.code != 0 || !strings.Contains(r.stdout, "all match the manifest") {
+		t.Fatalf("inspect --verify of the intact archive: %s", r)
+	}
+	for _, member := range []string{"checkpoint/pages-1.img", format.MetadataFile} {
+		off := memberOffset(t, data, member)
+		bad := bytes.Clone(data)
+		// Inside crtool.json a digit or letter of a value, not its syntax.
+		bad[off+20] ^= 0x01
+		p := filepath.Join(t.TempDir(), "flipped.tar")
+		if err := os.WriteFile(p, bad, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		want := `member "` + member + `" does not match its SHA-256`
+		if r := crtool(t, "inspect", "--verify", p); r.code == 0 || !strings.Contains(r.stderr, want) {
+			t.Errorf("inspect --verify with %s flipped: %s", member, r)
+		}
+		work := t.TempDir()
+		r := crtool(t, "restore", "-f", p, "--work-dir", work, "--allow-host-path", c.dir)
+		if r.code == 0 || !strings.Contains(r.stderr, want) {
+			t.Errorf("restore with %s flipped: %s", member, r)
+		}
+		if entries, _ := os.ReadDir(work); len(entries) > 0 {
+			t.Errorf("the refused restore left %d entries in its work directory", len(entries))
+		}
+	}
+	c.restore(archive)
+	if after := c.ask(); after < before {
+		t.Fatalf("counter after restore = %d, before dump = %d", after, before)
+	}
+}
+
+// memberOffset is where member's content starts in the uncompressed tar b.
+func memberOffset(t *testing.T, b []byte, member string) int {
+	t.Helper()
+	tr := tar.NewReader(bytes.NewReader(b))
+	for {
+		hdr, err := tr.Next()
+		if err != nil {
+			t.Fatalf("member %s not found: %v", member, err)
+		}
+		if hdr.Name == member {
+			// archive/tar reads the header block(s) before returning; the
+			// content starts at the next block boundary after the header
+			// that named it.
+			for off := 0; off+512 <= len(b); off += 512 {
+				if string(bytes.TrimRight(b[off:off+100], "\x00")) == member {
+					return off + 512
+				}
+			}
+			t.Fatalf("header of %s not found", member)
+		}
+	}
+}

@@ -32,6 +32,9 @@ type ExtractOptions struct {
 type ExtractStats struct {
 	Members int   // files and directories created, implied parents included
 	Bytes   int64 // file content
+	// Verified says the archive carried format.ManifestFile and every
+	// member matched it.
+	Verified bool
 }
 
 // Extract unpacks the archive read from r (compression detected by content)
@@ -62,11 +65,16 @@ func Extract(ctx context.Context, r io.Reader, destDir string, opts ExtractOptio
 		return st, err
 	}
 	defer a.close()
-	x := &extractor{root: root, a: a, buf: make([]byte, copyChunk), maxFiles: opts.MaxFiles}
+	x := &extractor{root: root, a: a, buf: make([]byte, copyChunk), maxFiles: opts.MaxFiles, sums: newDigests()}
 	for {
 		hdr, err := a.next(ctx)
 		if errors.Is(err, io.EOF) {
-			return st, nil
+			// Nothing of the archive is used before this point, so a
+			// mismatch is found before anything acts on the content.
+			st.Verified, err = x.sums.check(func() ([]byte, error) {
+				return readManifest(root)
+			})
+			return st, err
 		}
 		if err != nil {
 			return st, err
@@ -115,6 +123,7 @@ type extractor struct {
 	buf      []byte
 	members  int // files and directories created, implied ones included
 	maxFiles int
+	sums     *digests
 }
 
 // count accounts for one more file or directory. Directories that members
@@ -193,10 +202,11 @@ func (x *extractor) file(ctx context.Context, hdr *tar.Header) (int64, error) {
 	f := os.NewFile(uintptr(fd), hdr.Name)
 	defer f.Close()
 
-	n, err := safefs.Copy(ctx, f, &bodyReader{a: x.a}, x.buf)
+	n, err := safefs.Copy(ctx, x.sums.writer(hdr.Name, f), &bodyReader{a: x.a}, x.buf)
 	if err != nil {
 		return n, err
 	}
+	x.sums.done(hdr.Name)
 	if err := f.Chmod(os.FileMode(hdr.Mode & 0o777)); err != nil {
 		return n, err
 	}
