@@ -64,14 +64,14 @@ func (d *digests) check(read func() ([]byte, error)) (ok bool, err error) {
 	}
 	b, err := read()
 	if err != nil {
-		return false, fmt.Errorf("%w: %s: %v", ErrManifest, format.ManifestFile, err)
+		return false, fmt.Errorf("%w: %s: %w", ErrManifest, format.ManifestFile, err)
 	}
 	m, err := format.ParseManifest(b)
 	if err != nil {
-		return false, fmt.Errorf("%w: %v", ErrManifest, err)
+		return false, fmt.Errorf("%w: %w", ErrManifest, err)
 	}
 	if err := m.Check(d.sums); err != nil {
-		return false, fmt.Errorf("%w: %v", ErrManifest, err)
+		return false, fmt.Errorf("%w: %w", ErrManifest, err)
 	}
 	return true, nil
 }

@@ -50,11 +50,7 @@ func (s *Set) SharedNamespaces() ([]string, error) {
 	if host == nil {
 		return nil, s.Corruptf(inventoryName, "no root_ids: cannot tell which namespaces the container had")
 	}
-	pid, err := s.RootPID()
-	if err != nil {
-		return nil, err
-	}
-	core, err := s.Core(pid)
+	pid, core, err := s.rootCore()
 	if err != nil {
 		return nil, err
 	}
