@@ -84,7 +84,7 @@ func TestDescribeRefuses(t *testing.T) {
 	t.Run("no inventory", func(t *testing.T) {
 		in := crtoolArchive(t, &format.Metadata{Version: 1})
 		stage := t.TempDir()
-		if err := unpack(ctx, in, stage, nil); err != nil {
+		if _, err := unpack(ctx, in, stage, nil); err != nil {
 			t.Fatal(err)
 		}
 		if err := os.Remove(filepath.Join(stage, format.CheckpointDir, format.InventoryImage)); err != nil {
@@ -132,7 +132,7 @@ func TestUnpackReportsProgress(t *testing.T) {
 	}
 	var calls int
 	var last, total int64
-	err = unpack(context.Background(), in, t.TempDir(), func(done, tot int64) {
+	_, err = unpack(context.Background(), in, t.TempDir(), func(done, tot int64) {
 		if done < last {
 			t.Errorf("progress went back from %d to %d", last, done)
 		}
@@ -144,7 +144,7 @@ func TestUnpackReportsProgress(t *testing.T) {
 	if calls == 0 || total != st.Size() || last != st.Size() {
 		t.Fatalf("progress: %d calls, last %d of %d, want the whole %d bytes", calls, last, total, st.Size())
 	}
-	if err := unpack(context.Background(), filepath.Join(t.TempDir(), "gone"), t.TempDir(), nil); err == nil || !strings.Contains(err.Error(), "open archive") {
+	if _, err := unpack(context.Background(), filepath.Join(t.TempDir(), "gone"), t.TempDir(), nil); err == nil || !strings.Contains(err.Error(), "open archive") {
 		t.Fatalf("unpack of a missing archive: %v", err)
 	}
 }

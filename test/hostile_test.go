@@ -153,7 +153,7 @@ func TestRestoreRefusesHostileArchives(t *testing.T) {
 			if err := os.WriteFile(victim, []byte("canary"), 0o600); err != nil {
 				t.Fatal(err)
 			}
-			restoreRefused(t, tc)
+			restoreHostile(t, tc)
 			if b, _ := os.ReadFile(victim); string(b) != "canary" {
 				t.Errorf("the victim file now holds %q", b)
 			}
@@ -161,8 +161,8 @@ func TestRestoreRefusesHostileArchives(t *testing.T) {
 	}
 }
 
-// restoreRefused builds tc's archive, restores it and checks the refusal.
-func restoreRefused(t *testing.T, tc hostileCase) {
+// restoreHostile builds tc's archive, restores it and checks the refusal.
+func restoreHostile(t *testing.T, tc hostileCase) {
 	t.Helper()
 	id := uniqueID("crth-")
 	root := filepath.Join(t.TempDir(), "rootfs")
