@@ -228,7 +228,7 @@ func TestRestoreKilled(t *testing.T) {
 			waitFor(t, 5*time.Second, "the dumped container to be gone", func() bool { return gone(orig) && len(c.pids()) == 0 })
 			cgBefore := existing(c.cgroupDirs())
 			work := t.TempDir()
-			s := runUntil(t, point, "restore", "-f", archive, "--work-dir", work)
+			s := runUntil(t, point, "restore", "-f", archive, "--work-dir", work, "--allow-host-path", c.dir)
 			s.kill(t)
 			waitFor(t, 2*time.Second, "the guardian to remove the half-restored tree", func() bool { return len(c.pids()) == 0 })
 			<-s.done
