@@ -16,11 +16,11 @@ import (
 
 	"github.com/crtool/crtool/cgroups"
 	"github.com/crtool/crtool/format"
-	"github.com/crtool/crtool/internal/trust"
 	"github.com/crtool/crtool/internal/errdefs"
 	"github.com/crtool/crtool/internal/network"
 	"github.com/crtool/crtool/internal/podman"
 	"github.com/crtool/crtool/internal/testutil"
+	"github.com/crtool/crtool/internal/trust"
 	"github.com/crtool/crtool/internal/undo"
 )
 
