@@ -1,7 +1,6 @@
 package criuimg
 
 import (
-	"io/fs"
 	"slices"
 	"strings"
 	"testing"
@@ -12,16 +11,6 @@ import (
 	"github.com/checkpoint-restore/go-criu/v7/crit/images/pstree"
 	"google.golang.org/protobuf/proto"
 )
-
-// images is a Source built in memory.
-type images map[string][]byte
-
-func (m images) ReadImage(name string) ([]byte, error) {
-	if b, ok := m[name]; ok {
-		return b, nil
-	}
-	return nil, fs.ErrNotExist
-}
 
 func encode(t *testing.T, kind Kind, msgs ...proto.Message) []byte {
 	t.Helper()
@@ -49,8 +38,8 @@ func ids(pid, mnt, net, uts, ipc uint32) *criu_core.TaskKobjIdsEntry {
 // dumpOf is the images of a one-task tree whose root has the namespace
 // ids task, dumped by a CRIU in the namespaces host; inCore puts the ids
 // into the core image as CRIU 4 can, else into ids-1.img.
-func dumpOf(t *testing.T, host, task *criu_core.TaskKobjIdsEntry, inCore bool) images {
-	m := images{
+func dumpOf(t *testing.T, host, task *criu_core.TaskKobjIdsEntry, inCore bool) memSource {
+	m := memSource{
 		"inventory.img": encode(t, Inventory, &inventory.InventoryEntry{ImgVersion: proto.Uint32(2), RootIds: host}),
 		"pstree.img":    encode(t, Pstree, &pstree.PstreeEntry{Pid: proto.Uint32(1), Ppid: proto.Uint32(0), Pgid: proto.Uint32(1), Sid: proto.Uint32(1)}),
 	}
@@ -108,7 +97,7 @@ func TestCheckCgroups(t *testing.T) {
 		}
 	}
 	ok := entry("/crtool/c1", "crtool/c1", "memory.limit_in_bytes")
-	if err := New(images{"cgroup.img": encode(t, Cgroup, ok)}, "checkpoint/").CheckCgroups(); err != nil {
+	if err := New(memSource{"cgroup.img": encode(t, Cgroup, ok)}, "checkpoint/").CheckCgroups(); err != nil {
 		t.Fatal(err)
 	}
 	for name, e := range map[string]*cgroup.CgroupEntry{
@@ -117,11 +106,28 @@ func TestCheckCgroups(t *testing.T) {
 		"dir component": entry("/crtool/c1", "crtool/./../x", "memory.limit_in_bytes"),
 		"property":      entry("/crtool/c1", "crtool/c1", "../../../etc/cron.d/x"),
 	} {
-		err := New(images{"cgroup.img": encode(t, Cgroup, e)}, "checkpoint/").CheckCgroups()
+		err := New(memSource{"cgroup.img": encode(t, Cgroup, e)}, "checkpoint/").CheckCgroups()
 		if err == nil {
 			t.Errorf("%s: accepted", name)
 		} else if !strings.Contains(err.Error(), "checkpoint/cgroup.img") {
 			t.Errorf("%s: error %q does not name the image", name, err)
+		}
+	}
+}
+
+// TestSharedNamespacesReference: the images real CRIUs wrote for Podman's
+// containers share no namespace with the host, and their cgroup.img
+// passes.
+func TestSharedNamespacesReference(t *testing.T) {
+	for _, name := range []string{"bbloop-criu411-gzip.tar.gz", "nginx-gzip.tar.gz", "bb2-httpd-gzip.tar.gz"} {
+		images, _ := loadArchive(t, name)
+		s := New(images, "checkpoint/")
+		shared, err := s.SharedNamespaces()
+		if err != nil || len(shared) > 0 {
+			t.Errorf("%s: shared %v, %v", name, shared, err)
+		}
+		if err := s.CheckCgroups(); err != nil {
+			t.Errorf("%s: %v", name, err)
 		}
 	}
 }
