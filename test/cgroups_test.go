@@ -116,7 +116,7 @@ func TestRestoreWithoutParentCgroups(t *testing.T) {
 	// CRIU fails on a root without the container's files: the rollback
 	// removes the container's cgroup and the parents made for it. The
 	// failed restore keeps its log in the work directory.
-	r := crtool(t, "restore", "-f", archive, "--root", t.TempDir(), "--work-dir", t.TempDir())
+	r := crtool(t, "restore", "-f", archive, "--root", t.TempDir(), "--work-dir", t.TempDir(), "--allow-host-path", c.dir)
 	if r.code == 0 {
 		t.Fatalf("restore onto an empty root succeeded: %s", r)
 	}

@@ -49,7 +49,7 @@ func TestDryRun(t *testing.T) {
 
 	t.Run("restorable", func(t *testing.T) {
 		before := hostListing(t, c, work)
-		r := crtool(t, "restore", "-f", archive, "--dry-run", "--tcp-established", "--work-dir", work)
+		r := crtool(t, "restore", "-f", archive, "--dry-run", "--tcp-established", "--work-dir", work, "--allow-host-path", c.dir)
 		if r.code != 0 || !strings.Contains(r.stdout, "would restore") || !strings.Contains(r.stdout, "would create: network namespace /run/netns/crt-"+l.id) {
 			t.Fatalf("dry run of a restorable archive: %s", r)
 		}
@@ -72,7 +72,7 @@ func TestDryRun(t *testing.T) {
 		t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", taken).Run() })
 
 		before := hostListing(t, c, work)
-		r := crtool(t, "restore", "-f", archive, "--dry-run", "--tcp-established", "--name", taken, "--work-dir", work)
+		r := crtool(t, "restore", "-f", archive, "--dry-run", "--tcp-established", "--name", taken, "--work-dir", work, "--allow-host-path", c.dir)
 		if r.code != 1 {
 			t.Fatalf("dry run of a blocked archive: %s, want exit 1", r)
 		}
@@ -93,7 +93,7 @@ func TestDryRun(t *testing.T) {
 			t.Fatalf("the dry run changed the host:\nbefore:\n%s\nafter:\n%s", before, after)
 		}
 		// The same blockers stop a real restore before it creates anything.
-		r = crtool(t, "restore", "-f", archive, "--tcp-established", "--name", taken, "--work-dir", work)
+		r = crtool(t, "restore", "-f", archive, "--tcp-established", "--name", taken, "--work-dir", work, "--allow-host-path", c.dir)
 		if r.code != 1 || strings.Count(r.stderr, "crtool: error:") < 3 {
 			t.Fatalf("restore with blockers: %s, want exit 1 and every blocker", r)
 		}
