@@ -104,7 +104,7 @@ func TestRestoreWithoutParentCgroups(t *testing.T) {
 	before := c.waitCount(50)
 	origPid := c.pid
 	archive := c.dump()
-	waitFor(t, 5*time.Second, "the dumped container to be gone", func() bool { return gone(origPid) && len(c.pids()) == 0 })
+	waitFor(t, 5*time.Second, "the dumped container to be gone", func() bool { return testutil.Exited(origPid) && len(c.pids()) == 0 })
 
 	if err := removeCgroupTree(top); err != nil {
 		t.Fatal(err)

@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/crtool/crtool/internal/testutil"
 )
 
 // writeScript writes an executable shell script.
@@ -33,7 +35,7 @@ func assertUnharmed(t *testing.T, c *container, archive string) {
 	if st := c.freezerState(); st != "THAWED" {
 		t.Fatalf("freezer state after a failed dump = %s, want THAWED", st)
 	}
-	if gone(c.pid) {
+	if testutil.Exited(c.pid) {
 		t.Fatal("the container died in a failed dump")
 	}
 	v := c.ask()

@@ -375,18 +375,6 @@ func (c *container) restore(archive string, extra ...string) int {
 	return pid
 }
 
-// gone reports whether pid has exited (a zombie counts: it waits only for
-// its parent to reap it).
-func gone(pid int) bool {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return true
-	}
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	return i > 0 && i+2 < len(s) && s[i+2] == 'Z'
-}
-
 // waitFor polls cond for up to d.
 func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
 	t.Helper()
