@@ -59,6 +59,11 @@ type Options struct {
 	PodmanNetwork string
 	RuntimeRoots  []string
 	FreezeTimeout time.Duration
+	// StagePages has CRIU write the memory pages into the work directory,
+	// to be archived with the other images, instead of sending them
+	// straight into the archive (see pageStream). Output "-" and
+	// KeepImages stage them anyway.
+	StagePages bool
 	// Logf reports progress (-v); nil discards it.
 	Logf func(format string, args ...any)
 	// Warnf reports what the user must know even without -v: an undo step
@@ -153,10 +158,13 @@ type dumper struct {
 	criuLocks []string // CRIU's own lock tables present before the dump
 	fds       []fdInfo
 	network   *format.Config
-	captured  chan error // the network capture running beside CRIU
-	files     []format.ExternalFile
-	image     imageRef
-	md        *format.Metadata
+	captured  chan error  // the network capture running beside CRIU
+	pages     *pageStream // CRIU's pages on their way into the archive
+	// tempGuarded: the guardian knows the temporary archive's name.
+	tempGuarded bool
+	files       []format.ExternalFile
+	image       imageRef
+	md          *format.Metadata
 
 	start, frozenAt      time.Time
 	freezeTook, criuTook time.Duration
@@ -393,8 +401,16 @@ func (d *dumper) checkpoint(ctx context.Context) error {
 			return d.rollback.PushRecord("wait for CRIU", guardian.WaitExit(pid), func() error { return nil })
 		},
 	}
+	if d.streamsPages() {
+		if err := d.startPages(ctx, &req); err != nil {
+			return err
+		}
+	}
 	criuStart := time.Now()
 	_, err = d.bin.Run(ctx, req)
+	if d.pages != nil {
+		err = d.pagesDone(err)
+	}
 	if d.captured != nil {
 		if cerr := <-d.captured; cerr != nil && err == nil {
 			err = cerr
@@ -434,12 +450,8 @@ func (d *dumper) pack(ctx context.Context) (err error) {
 		return err
 	}
 	writeStart := time.Now()
-	if d.opts.Output != "-" {
-		// A temporary archive a killed crtool left next to the target.
-		tmp := filepath.Join(filepath.Dir(d.opts.Output), "."+filepath.Base(d.opts.Output)+archive.TempSuffix+"*")
-		if err := d.rollback.PushRecord("remove temporary archives "+tmp, guardian.RemoveGlob(tmp), func() error { return nil }); err != nil {
-			return err
-		}
+	if err := d.guardTempArchive(); err != nil {
+		return err
 	}
 	progress := d.opts.Progress
 	if testpoint.Active("dump-writing") {
@@ -449,8 +461,7 @@ func (d *dumper) pack(ctx context.Context) (err error) {
 			}
 		}
 	}
-	_, err = archive.WriteFile(ctx, d.opts.Output, d.wd.Path, archive.WriteOptions{Compression: d.opts.Compression, Progress: progress, Manifest: true})
-	if err != nil {
+	if err := d.writeArchive(ctx, progress); err != nil {
 		return fmt.Errorf("write %s: %w", d.opts.Output, err)
 	}
 	if d.opts.Output != "-" {
@@ -465,6 +476,17 @@ func (d *dumper) pack(ctx context.Context) (err error) {
 	}
 	d.md = md
 	return nil
+}
+
+// guardTempArchive has the guardian remove the temporary archive a killed
+// crtool left next to the target; once is enough.
+func (d *dumper) guardTempArchive() error {
+	if d.opts.Output == "-" || d.tempGuarded {
+		return nil
+	}
+	d.tempGuarded = true
+	tmp := filepath.Join(filepath.Dir(d.opts.Output), "."+filepath.Base(d.opts.Output)+archive.TempSuffix+"*")
+	return d.rollback.PushRecord("remove temporary archives "+tmp, guardian.RemoveGlob(tmp), func() error { return nil })
 }
 
 // finish stops the container (unless it keeps running) and cleans up.

@@ -40,6 +40,7 @@ Example:
 			&cli.StringFlag{Name: "rootfs-base", Usage: "the image's unmodified root filesystem: record the container's changes to it as rootfs-diff.tar and deleted.files (automatic for overlay roots, and with --image when Podman has the image)"},
 			&cli.StringFlag{Name: "podman-network", Value: "podman", Usage: "Podman network that podman container restore --import attaches the container to"},
 			&cli.StringFlag{Name: "image-id", Usage: "ID of --image (default: looked up with podman image inspect)"},
+			&cli.BoolFlag{Name: "stage-pages", Usage: "have CRIU write the memory pages into the work directory first, as before, instead of straight into the archive (always so with -f - and --keep-images)"},
 			&cli.StringFlag{Name: "keep-images", Usage: "also keep CRIU's image directory here (a new or empty directory)"},
 			workDirFlag,
 			criuFlag,
@@ -67,6 +68,7 @@ Example:
 				PodmanNetwork:  c.String("podman-network"),
 				RuntimeRoots:   c.StringSlice("runtime-root"),
 				FreezeTimeout:  c.Duration("freeze-timeout"),
+				StagePages:     c.Bool("stage-pages"),
 				Logf:           logger(c),
 				Warnf:          warner(c),
 			}
