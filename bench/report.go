@@ -202,7 +202,7 @@ func (r *Report) computeMedians() {
 	r.Ratios = map[string]map[string]float64{}
 	for w := range r.Medians {
 		for _, metric := range []string{"dump_wall_ms", "restore_wall_ms"} {
-			for _, other := range []string{ToolRunc, ToolPodman} {
+			for _, other := range []string{ToolCrtoolStaged, ToolRunc, ToolPodman} {
 				for _, f := range Formats {
 					if v, ok := r.ratio(w, metric, other, f); ok {
 						if r.Ratios[w] == nil {

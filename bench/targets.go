@@ -14,8 +14,11 @@ const (
 
 // Target limits of the issue.
 const (
-	halfRatio     = 0.5
-	criuRatio     = 1.5
+	halfRatio = 0.5
+	criuRatio = 1.5
+	// criuDumpRatio is issue 12's: with pages going straight into the
+	// archive, a .tar.zst dump costs little more than CRIU's own.
+	criuDumpRatio = 1.2
 	freezingMaxMs = 10
 	rssMaxKiB     = 64 << 10
 )
@@ -35,8 +38,8 @@ func evaluateTargets(r *Report) []Target {
 			largeKey, Column(ToolCrtool, FormatGzip), "dump_wall_ms", Column(ToolPodman, FormatGzip), "dump_wall_ms", halfRatio),
 		ratioTarget(r, "gzip-2g-restore-vs-podman", "2 GiB .tar.gz: crtool restore ≤ 0.5× Podman restore",
 			largeKey, Column(ToolCrtool, FormatGzip), "restore_wall_ms", Column(ToolPodman, FormatGzip), "restore_wall_ms", halfRatio),
-		ratioTarget(r, "zstd-2g-dump-vs-criu", "2 GiB .tar.zst: crtool dump ≤ 1.5× CRIU's own dump (runc checkpoint, no tar)",
-			largeKey, Column(ToolCrtool, FormatZstd), "dump_wall_ms", Column(ToolRunc, FormatZstd), "dump_criu_ms", criuRatio),
+		ratioTarget(r, "zstd-2g-dump-vs-criu", "2 GiB .tar.zst: crtool dump ≤ 1.2× CRIU's own dump (runc checkpoint, no tar)",
+			largeKey, Column(ToolCrtool, FormatZstd), "dump_wall_ms", Column(ToolRunc, FormatZstd), "dump_criu_ms", criuDumpRatio),
 		ratioTarget(r, "zstd-2g-restore-vs-criu", "2 GiB .tar.zst: crtool restore ≤ 1.5× CRIU's own restore (runc restore, no untar)",
 			largeKey, Column(ToolCrtool, FormatZstd), "restore_wall_ms", Column(ToolRunc, FormatZstd), "restore_criu_ms", criuRatio),
 	}
