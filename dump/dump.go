@@ -64,6 +64,11 @@ type Options struct {
 	// straight into the archive (see pageStream). Output "-" and
 	// KeepImages stage them anyway.
 	StagePages bool
+	// LazyPages makes a post-copy dump: the archive holds everything but
+	// the container's private memory, which the dump then serves on
+	// PageServer (ADDRESS:PORT) to `crtool restore --lazy-pages`.
+	LazyPages  bool
+	PageServer string
 	// Logf reports progress (-v); nil discards it.
 	Logf func(format string, args ...any)
 	// Warnf reports what the user must know even without -v: an undo step
@@ -111,6 +116,14 @@ func (o *Options) Validate() error {
 		if st, err := os.Stat(dir); err != nil || !st.IsDir() {
 			return fmt.Errorf("directory %s of %s does not exist: create it first", dir, o.Output)
 		}
+	}
+	switch {
+	case o.LazyPages && o.PageServer == "":
+		return errors.New("--lazy-pages needs --page-server ADDRESS:PORT, where the destination fetches the memory")
+	case !o.LazyPages && o.PageServer != "":
+		return errors.New("--page-server serves memory only with --lazy-pages: add it, or drop --page-server")
+	case o.LazyPages && o.LeaveRunning:
+		return errors.New("--lazy-pages and --leave-running cannot be combined: the source stays frozen until the destination has its memory")
 	}
 	if o.KeepImages != "" {
 		if entries, err := os.ReadDir(o.KeepImages); err == nil && len(entries) > 0 {
@@ -160,6 +173,7 @@ type dumper struct {
 	network   *format.Config
 	captured  chan error  // the network capture running beside CRIU
 	pages     *pageStream // CRIU's pages on their way into the archive
+	lazy      *lazyServe  // the page server of a post-copy dump
 	// tempGuarded: the guardian knows the temporary archive's name.
 	tempGuarded bool
 	files       []format.ExternalFile
@@ -401,7 +415,12 @@ func (d *dumper) checkpoint(ctx context.Context) error {
 			return d.rollback.PushRecord("wait for CRIU", guardian.WaitExit(pid), func() error { return nil })
 		},
 	}
-	if d.streamsPages() {
+	switch {
+	case d.opts.LazyPages:
+		if err := d.startLazy(ctx, &req); err != nil {
+			return err
+		}
+	case d.streamsPages():
 		if err := d.startPages(ctx, &req); err != nil {
 			return err
 		}
@@ -410,6 +429,9 @@ func (d *dumper) checkpoint(ctx context.Context) error {
 	_, err = d.bin.Run(ctx, req)
 	if d.pages != nil {
 		err = d.pagesDone(err)
+	}
+	if d.lazy != nil {
+		err = d.lazyDone(err)
 	}
 	if d.captured != nil {
 		if cerr := <-d.captured; cerr != nil && err == nil {
@@ -436,6 +458,9 @@ func (d *dumper) checkpoint(ctx context.Context) error {
 
 // pack writes the metadata and the archive.
 func (d *dumper) pack(ctx context.Context) (err error) {
+	if d.lazy != nil && d.lazy.packed {
+		return nil
+	}
 	md, cfgJSON, err := d.metadata()
 	if err != nil {
 		return err
@@ -510,6 +535,7 @@ func (d *dumper) finish() (*Result, error) {
 	}
 	md := d.md
 	md.Stats.FrozenTime = d.frozenFor.Microseconds()
+	md.Stats.CRIUTime = d.criuTook.Microseconds()
 	md.Stats.WriteTime = d.writeTook.Microseconds()
 	md.Stats.TotalTime = time.Since(d.start).Microseconds()
 	res := &Result{Path: d.opts.Output, Metadata: md, CRIU: d.criuStats()}

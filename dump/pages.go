@@ -37,7 +37,7 @@ type pageStream struct {
 // archive. Standard output cannot take the headers rewritten at the end,
 // and --keep-images wants the pages as files.
 func (d *dumper) streamsPages() bool {
-	return !d.opts.StagePages && d.opts.Output != format.Stdio && d.opts.KeepImages == ""
+	return !d.opts.StagePages && !d.opts.LazyPages && d.opts.Output != format.Stdio && d.opts.KeepImages == ""
 }
 
 // startPages creates the archive, starts the receiver and points CRIU's

@@ -112,7 +112,7 @@ func archiveListing(t *testing.T, archive string) string {
 	default:
 		shell = "tar -tvf \"$1\""
 	}
-	out, err := exec.Command("/bin/sh", "-o", "pipefail", "-c", shell, "sh", archive).CombinedOutput()
+	out, err := exec.Command("bash", "-o", "pipefail", "-c", shell, "bash", archive).CombinedOutput()
 	if err != nil {
 		t.Fatalf("%s: %v: %s", shell, err, out)
 	}

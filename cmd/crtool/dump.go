@@ -40,6 +40,8 @@ Example:
 			&cli.StringFlag{Name: "rootfs-base", Usage: "the image's unmodified root filesystem: record the container's changes to it as rootfs-diff.tar and deleted.files (automatic for overlay roots, and with --image when Podman has the image)"},
 			&cli.StringFlag{Name: "podman-network", Value: "podman", Usage: "Podman network that podman container restore --import attaches the container to"},
 			&cli.StringFlag{Name: "image-id", Usage: "ID of --image (default: looked up with podman image inspect)"},
+			&cli.BoolFlag{Name: "lazy-pages", Usage: "post-copy: write everything but the container's private memory, then serve that on --page-server until crtool restore --lazy-pages has it all (the container stays frozen until then, and is then stopped)"},
+			&cli.StringFlag{Name: "page-server", Usage: "ADDRESS:PORT to serve the memory on with --lazy-pages (one address; only a peer holding the archive is served)"},
 			&cli.BoolFlag{Name: "stage-pages", Usage: "have CRIU write the memory pages into the work directory first, as before, instead of straight into the archive (always so with -f - and --keep-images)"},
 			&cli.StringFlag{Name: "keep-images", Usage: "also keep CRIU's image directory here (a new or empty directory)"},
 			workDirFlag,
@@ -69,6 +71,8 @@ Example:
 				RuntimeRoots:   c.StringSlice("runtime-root"),
 				FreezeTimeout:  c.Duration("freeze-timeout"),
 				StagePages:     c.Bool("stage-pages"),
+				LazyPages:      c.Bool("lazy-pages"),
+				PageServer:     c.String("page-server"),
 				Logf:           logger(c),
 				Warnf:          warner(c),
 			}

@@ -123,3 +123,15 @@ func (e Entry) Present() bool { return e.Flags&FlagPresent != 0 }
 
 // Bytes is the size of the entry's pages.
 func (e Entry) Bytes() int64 { return int64(e.NrPages) * PageSize }
+
+// HeaderSize is the size of one command on the wire.
+const HeaderSize = headerSize
+
+// IsClose reports whether b, one command, is the final close a client
+// sends when it needs nothing more (the lazy-pages daemon, once every page
+// arrived).
+func IsClose(b []byte) bool {
+	var h header
+	h.decode(b)
+	return h.cmd == cmdClose || h.cmd == cmdForceClose
+}
