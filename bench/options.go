@@ -16,8 +16,11 @@ const (
 	// pages into the work directory and crtool archives them afterwards,
 	// the path before pages went straight into the archive.
 	ToolCrtoolStaged = "crtool-staged"
-	ToolRunc         = "runc+tar"
-	ToolPodman       = "podman"
+	// ToolCrtoolLazy migrates by post-copy (dump and restore
+	// --lazy-pages) between two namespaces of this host.
+	ToolCrtoolLazy = "crtool-lazy"
+	ToolRunc       = "runc+tar"
+	ToolPodman     = "podman"
 )
 
 // Archive formats, as they appear in JSON keys.
@@ -27,7 +30,7 @@ const (
 )
 
 // AllTools is the rotation order of the tools.
-var AllTools = []string{ToolCrtool, ToolCrtoolStaged, ToolRunc, ToolPodman}
+var AllTools = []string{ToolCrtool, ToolCrtoolStaged, ToolCrtoolLazy, ToolRunc, ToolPodman}
 
 // Formats are measured in this order (reversed on odd repetitions).
 var Formats = []string{FormatGzip, FormatZstd}

@@ -76,6 +76,8 @@ import (
 //	restore_rss_kib       as dump_rss_kib, for the restore
 //	restore_self_hwm_kib  crtool only, as dump_self_hwm_kib
 //	answer_ms             restore start → the restored container answered
+//	downtime_ms           dump start → the restored container answered (dump_wall_ms + answer_ms)
+//	lazy_transfer_ms      crtool-lazy: restore start → the last page arrived
 //	                      (restore_wall_ms + the wait after it; looking up
 //	                      the restored container's namespace is excluded)
 type Metrics map[string]float64
