@@ -92,7 +92,7 @@ func (c *lazyContainer) Dump(ctx context.Context, format string) (Metrics, error
 		select {
 		case err := <-c.dumpDone:
 			c.dumpDone <- err
-			return nil, fmt.Errorf("crtool dump --lazy-pages ended before its archive was complete (%v)%s", err, c.logTail("dump.log"))
+			return nil, fmt.Errorf("crtool dump --lazy-pages ended before its archive was complete (%w)%s", err, c.logTail("dump.log"))
 		case <-ctx.Done():
 			return nil, ctx.Err()
 		case <-time.After(2 * time.Millisecond):
@@ -169,7 +169,7 @@ func (c *lazyContainer) Answer(ctx context.Context) (time.Duration, error) {
 		case err := <-side.done:
 			side.done <- err
 			if err != nil {
-				return 0, fmt.Errorf("crtool %s --lazy-pages: %v%s", side.what, err, c.logTail(side.log))
+				return 0, fmt.Errorf("crtool %s --lazy-pages: %w%s", side.what, err, c.logTail(side.log))
 			}
 		case <-ctx.Done():
 			return 0, ctx.Err()

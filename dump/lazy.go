@@ -146,7 +146,7 @@ func (d *dumper) lazyDone(criuErr error) error {
 	if err == nil {
 		err = relayErr
 	} else if relayErr != nil {
-		err = fmt.Errorf("%w (page server: %v)", criuErr, relayErr)
+		err = fmt.Errorf("%w (page server: %w)", criuErr, relayErr)
 	}
 	if err == nil {
 		d.opts.logf("served %d bytes of lazy memory", l.server.Sent())
