@@ -132,11 +132,16 @@ func TestLazyMigration(t *testing.T) {
 		t.Logf("the transfer ended before the check of the source")
 		m.restored <- nil
 	default:
-		if len(src.pids()) == 0 {
-			t.Fatal("the source is gone while the destination still receives memory")
-		}
-		if st := src.freezerState(); st != "FROZEN" {
-			t.Fatalf("source freezer %s during the transfer, want FROZEN", st)
+		// The dump logs "served" before it stops the source: read the
+		// source first, and it must have been whole if the log did not
+		// say so afterwards.
+		st, pids := src.freezerState(), len(src.pids())
+		if !strings.Contains(m.dumpErr.String(), "bytes of lazy memory") {
+			if pids == 0 || st != "FROZEN" {
+				t.Fatalf("source freezer %s with %d processes while the destination still receives memory, want FROZEN", st, pids)
+			}
+		} else {
+			t.Logf("the transfer ended before the check of the source")
 		}
 	}
 	if err := exited(t, m.restored, "the lazy restore"); err != nil {

@@ -1,8 +1,8 @@
 package test
 
 import (
-	"bufio"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -63,10 +63,13 @@ func (c *container) memcheck() (int, error) {
 	}
 	defer conn.Close()
 	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
-	line, err := bufio.NewReader(conn).ReadString('\n')
+	// Read to the end: memcheck closes first, so its socket is no longer
+	// established when a dump follows (crtool would refuse it).
+	b, err := io.ReadAll(conn)
 	if err != nil {
 		return 0, fmt.Errorf("memcheck: %w", err)
 	}
+	line := string(b)
 	f := strings.Fields(line)
 	if len(f) != 3 || f[0] != "ok" {
 		return 0, fmt.Errorf("memcheck answered %q: memory differs from what the process wrote", strings.TrimSpace(line))
