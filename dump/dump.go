@@ -30,6 +30,7 @@ import (
 	"github.com/crtool/crtool/internal/guardian"
 	"github.com/crtool/crtool/internal/network"
 	"github.com/crtool/crtool/internal/podman"
+	"github.com/crtool/crtool/internal/postcopy"
 	"github.com/crtool/crtool/internal/testpoint"
 	"github.com/crtool/crtool/internal/undo"
 	"github.com/crtool/crtool/internal/workdir"
@@ -124,6 +125,11 @@ func (o *Options) Validate() error {
 		return errors.New("--page-server serves memory only with --lazy-pages: add it, or drop --page-server")
 	case o.LazyPages && o.LeaveRunning:
 		return errors.New("--lazy-pages and --leave-running cannot be combined: the source stays frozen until the destination has its memory")
+	}
+	if o.LazyPages {
+		if err := postcopy.CheckListenAddress(o.PageServer); err != nil {
+			return err
+		}
 	}
 	if o.KeepImages != "" {
 		if entries, err := os.ReadDir(o.KeepImages); err == nil && len(entries) > 0 {

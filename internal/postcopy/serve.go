@@ -26,12 +26,8 @@ type Server struct {
 // Listen opens the listener on addr (host:port); the host must be given: a
 // page server does not listen on every address.
 func Listen(addr, token string) (*Server, error) {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil || host == "" {
-		return nil, fmt.Errorf("--page-server %q: give ADDRESS:PORT, the address to listen on", addr)
-	}
-	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
-		return nil, fmt.Errorf("--page-server %q: name one address, not every address", addr)
+	if err := CheckListenAddress(addr); err != nil {
+		return nil, err
 	}
 	tok, err := decodeToken(token)
 	if err != nil {
@@ -42,6 +38,19 @@ func Listen(addr, token string) (*Server, error) {
 		return nil, fmt.Errorf("--page-server %s: %w", addr, err)
 	}
 	return &Server{ln: ln, tok: tok}, nil
+}
+
+// CheckListenAddress refuses a --page-server that names no host or every
+// address.
+func CheckListenAddress(addr string) error {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil || host == "" {
+		return fmt.Errorf("--page-server %q: give ADDRESS:PORT, the address to listen on", addr)
+	}
+	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
+		return fmt.Errorf("--page-server %q: name one address, not every address", addr)
+	}
+	return nil
 }
 
 // Addr is where the server listens.
