@@ -52,7 +52,7 @@ func startMigration(t *testing.T, src *container) *migration {
 	m.archive = filepath.Join(src.dir, uniqueID("lazy-")+".tar.zst")
 	addr := freeLoopbackPort(t)
 	m.dump = exec.Command(env.crtool, "dump", "-v", "--pid", strconv.Itoa(src.pid), "-f", m.archive,
-		"--runtime-root", src.runcRoot, "--lazy-pages", "--page-server", addr)
+		"--runtime-root", src.runcRoot, "--lazy-pages", "--page-server", addr, "--work-dir", src.dir)
 	m.dump.Stderr = m.dumpErr
 	if err := m.dump.Start(); err != nil {
 		t.Fatal(err)
@@ -78,7 +78,7 @@ func startMigration(t *testing.T, src *container) *migration {
 	mustRun(t, "ip", "-n", m.dst.netnsName, "link", "set", "lo", "up")
 
 	m.restore = exec.Command(env.crtool, "restore", "-v", "--lazy-pages", "-f", m.archive,
-		"--netns", m.dst.netnsPath, "--cgroup", m.dst.cgroupPath)
+		"--netns", m.dst.netnsPath, "--cgroup", m.dst.cgroupPath, "--work-dir", src.dir)
 	m.restore.Stderr = m.restoreErr
 	out, err := m.restore.StdoutPipe()
 	if err != nil {
