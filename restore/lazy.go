@@ -37,7 +37,12 @@ type Transfer struct {
 func (t *Transfer) Wait() error {
 	err := t.daemon.Wait()
 	t.Took = time.Since(t.start)
-	for _, rerr := range []error{t.restorePipe(), t.wd.Remove()} {
+	clean := t.wd.Remove
+	if err != nil {
+		// The error quotes the daemon's log: it stays.
+		clean = func() error { return t.wd.KeepOnly(t.daemon.Log) }
+	}
+	for _, rerr := range []error{t.restorePipe(), clean()} {
 		if rerr != nil && t.warnf != nil {
 			t.warnf("%v", rerr)
 		}
