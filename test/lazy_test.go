@@ -78,7 +78,8 @@ func startMigration(t *testing.T, src *container) *migration {
 	mustRun(t, "ip", "-n", m.dst.netnsName, "link", "set", "lo", "up")
 
 	m.restore = exec.Command(env.crtool, "restore", "-v", "--lazy-pages", "-f", m.archive,
-		"--netns", m.dst.netnsPath, "--cgroup", m.dst.cgroupPath, "--work-dir", src.dir)
+		"--netns", m.dst.netnsPath, "--cgroup", m.dst.cgroupPath, "--work-dir", src.dir,
+		"--allow-host-path", src.dir)
 	m.restore.Stderr = m.restoreErr
 	out, err := m.restore.StdoutPipe()
 	if err != nil {
