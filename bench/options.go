@@ -12,8 +12,15 @@ import (
 // Tool names, as they appear in JSON keys.
 const (
 	ToolCrtool = "crtool"
-	ToolRunc   = "runc+tar"
-	ToolPodman = "podman"
+	// ToolCrtoolStaged is crtool with --stage-pages: CRIU writes the
+	// pages into the work directory and crtool archives them afterwards,
+	// the path before pages went straight into the archive.
+	ToolCrtoolStaged = "crtool-staged"
+	// ToolCrtoolLazy migrates by post-copy (dump and restore
+	// --lazy-pages) between two namespaces of this host.
+	ToolCrtoolLazy = "crtool-lazy"
+	ToolRunc       = "runc+tar"
+	ToolPodman     = "podman"
 )
 
 // Archive formats, as they appear in JSON keys.
@@ -23,7 +30,7 @@ const (
 )
 
 // AllTools is the rotation order of the tools.
-var AllTools = []string{ToolCrtool, ToolRunc, ToolPodman}
+var AllTools = []string{ToolCrtool, ToolCrtoolStaged, ToolCrtoolLazy, ToolRunc, ToolPodman}
 
 // Formats are measured in this order (reversed on odd repetitions).
 var Formats = []string{FormatGzip, FormatZstd}

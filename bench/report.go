@@ -76,6 +76,8 @@ import (
 //	restore_rss_kib       as dump_rss_kib, for the restore
 //	restore_self_hwm_kib  crtool only, as dump_self_hwm_kib
 //	answer_ms             restore start → the restored container answered
+//	downtime_ms           dump start → the restored container answered (dump_wall_ms + answer_ms)
+//	lazy_transfer_ms      crtool-lazy: restore start → the last page arrived
 //	                      (restore_wall_ms + the wait after it; looking up
 //	                      the restored container's namespace is excluded)
 type Metrics map[string]float64
@@ -202,7 +204,7 @@ func (r *Report) computeMedians() {
 	r.Ratios = map[string]map[string]float64{}
 	for w := range r.Medians {
 		for _, metric := range []string{"dump_wall_ms", "restore_wall_ms"} {
-			for _, other := range []string{ToolRunc, ToolPodman} {
+			for _, other := range []string{ToolCrtoolStaged, ToolRunc, ToolPodman} {
 				for _, f := range Formats {
 					if v, ok := r.ratio(w, metric, other, f); ok {
 						if r.Ratios[w] == nil {

@@ -96,7 +96,7 @@ func (b *bencher) resolve() error {
 	if o.Crtool, err = filepath.Abs(o.Crtool); err != nil {
 		return err
 	}
-	if _, err := os.Stat(o.Crtool); err != nil && slices.Contains(o.Tools, ToolCrtool) {
+	if _, err := os.Stat(o.Crtool); err != nil && (slices.Contains(o.Tools, ToolCrtool) || slices.Contains(o.Tools, ToolCrtoolStaged) || slices.Contains(o.Tools, ToolCrtoolLazy)) {
 		return fmt.Errorf("crtool binary: %w: run make build or pass -crtool PATH", err)
 	}
 	if o.Runc, err = exec.LookPath(o.Runc); err != nil {
@@ -317,14 +317,17 @@ func (b *bencher) setupTools(ctx context.Context, rootfs, launcher string) error
 		cgroupParent: "crtool-bench-" + b.runID, launcher: launcher}
 	for _, name := range b.opts.Tools {
 		switch name {
-		case ToolCrtool:
+		case ToolCrtool, ToolCrtoolStaged:
 			t, err := newCrtoolTool(ctx, env, b.opts.Crtool)
 			if err != nil {
 				return err
 			}
+			t.staged = name == ToolCrtoolStaged
 			b.logf("crtool: dump --print-stats %s, restore --print-stats %s (else its -v lines are read)",
 				yesNo(t.printStats), yesNo(t.restoreStats))
 			b.tools = append(b.tools, t)
+		case ToolCrtoolLazy:
+			b.tools = append(b.tools, &crtoolLazyTool{env: env, bin: b.opts.Crtool})
 		case ToolRunc:
 			b.tools = append(b.tools, &runcTool{env: env})
 		case ToolPodman:
@@ -398,6 +401,9 @@ func (b *bencher) cell(ctx context.Context, tool Tool, w Workload, format string
 		s.Metrics[k] = v
 	}
 	s.Metrics["answer_ms"] = rm["restore_wall_ms"] + ms(wait)
+	// The container is out of service from the dump's start (it is
+	// frozen at once) until the restored one answers.
+	s.Metrics["downtime_ms"] = dm["dump_wall_ms"] + s.Metrics["answer_ms"]
 	return s
 }
 

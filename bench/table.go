@@ -30,6 +30,8 @@ var tableRows = []tableRow{
 	{"  CRIU restore ⁴", "restore_criu_ms", fmtMs},
 	{"  CRIU's own restore_time", "restore_criu_stats_ms", fmtMs},
 	{"answer (from restore start)", "answer_ms", fmtMs},
+	{"downtime (dump start → answer)", "downtime_ms", fmtMs},
+	{"  post-copy transfer (crtool-lazy)", "lazy_transfer_ms", fmtMs},
 	{"peak RSS dump ⁵", "dump_rss_kib", fmtKiB},
 	{"peak RSS restore ⁵", "restore_rss_kib", fmtKiB},
 	{"  crtool process alone, dump", "dump_self_hwm_kib", fmtKiB},

@@ -17,6 +17,7 @@ type crtoolTool struct {
 	bin          string
 	printStats   bool // crtool dump has --print-stats
 	restoreStats bool // crtool restore has --print-stats
+	staged       bool // dump with --stage-pages
 }
 
 // newCrtoolTool checks the binary and what its dump command offers.
@@ -39,7 +40,12 @@ func newCrtoolTool(ctx context.Context, env *runcEnv, bin string) (*crtoolTool, 
 	return t, nil
 }
 
-func (t *crtoolTool) Name() string { return ToolCrtool }
+func (t *crtoolTool) Name() string {
+	if t.staged {
+		return ToolCrtoolStaged
+	}
+	return ToolCrtool
+}
 func (t *crtoolTool) Close() error { return nil }
 
 func (t *crtoolTool) Start(ctx context.Context, w Workload) (Container, error) {
@@ -67,6 +73,9 @@ func (c *crtoolContainer) Dump(ctx context.Context, format string) (Metrics, err
 		"--runtime-root", c.runcRoot, "--work-dir", c.workDir(), "--criu", c.env.criu}
 	if c.t.printStats {
 		args = append(args, "--print-stats")
+	}
+	if c.t.staged {
+		args = append(args, "--stage-pages")
 	}
 	r, err := run(ctx, command{name: c.t.bin, args: args, hwm: true, launcher: c.env.launcher})
 	if err != nil {

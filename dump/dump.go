@@ -30,6 +30,7 @@ import (
 	"github.com/crtool/crtool/internal/guardian"
 	"github.com/crtool/crtool/internal/network"
 	"github.com/crtool/crtool/internal/podman"
+	"github.com/crtool/crtool/internal/postcopy"
 	"github.com/crtool/crtool/internal/testpoint"
 	"github.com/crtool/crtool/internal/undo"
 	"github.com/crtool/crtool/internal/workdir"
@@ -59,6 +60,16 @@ type Options struct {
 	PodmanNetwork string
 	RuntimeRoots  []string
 	FreezeTimeout time.Duration
+	// StagePages has CRIU write the memory pages into the work directory,
+	// to be archived with the other images, instead of sending them
+	// straight into the archive (see pageStream). Output "-" and
+	// KeepImages stage them anyway.
+	StagePages bool
+	// LazyPages makes a post-copy dump: the archive holds everything but
+	// the container's private memory, which the dump then serves on
+	// PageServer (ADDRESS:PORT) to `crtool restore --lazy-pages`.
+	LazyPages  bool
+	PageServer string
 	// Logf reports progress (-v); nil discards it.
 	Logf func(format string, args ...any)
 	// Warnf reports what the user must know even without -v: an undo step
@@ -107,6 +118,19 @@ func (o *Options) Validate() error {
 			return fmt.Errorf("directory %s of %s does not exist: create it first", dir, o.Output)
 		}
 	}
+	switch {
+	case o.LazyPages && o.PageServer == "":
+		return errors.New("--lazy-pages needs --page-server ADDRESS:PORT, where the destination fetches the memory")
+	case !o.LazyPages && o.PageServer != "":
+		return errors.New("--page-server serves memory only with --lazy-pages: add it, or drop --page-server")
+	case o.LazyPages && o.LeaveRunning:
+		return errors.New("--lazy-pages and --leave-running cannot be combined: the source stays frozen until the destination has its memory")
+	}
+	if o.LazyPages {
+		if err := postcopy.CheckListenAddress(o.PageServer); err != nil {
+			return err
+		}
+	}
 	if o.KeepImages != "" {
 		if entries, err := os.ReadDir(o.KeepImages); err == nil && len(entries) > 0 {
 			return fmt.Errorf("--keep-images %s is not empty: name a new or empty directory", o.KeepImages)
@@ -153,10 +177,14 @@ type dumper struct {
 	criuLocks []string // CRIU's own lock tables present before the dump
 	fds       []fdInfo
 	network   *format.Config
-	captured  chan error // the network capture running beside CRIU
-	files     []format.ExternalFile
-	image     imageRef
-	md        *format.Metadata
+	captured  chan error  // the network capture running beside CRIU
+	pages     *pageStream // CRIU's pages on their way into the archive
+	lazy      *lazyServe  // the page server of a post-copy dump
+	// tempGuarded: the guardian knows the temporary archive's name.
+	tempGuarded bool
+	files       []format.ExternalFile
+	image       imageRef
+	md          *format.Metadata
 
 	start, frozenAt      time.Time
 	freezeTook, criuTook time.Duration
@@ -397,8 +425,24 @@ func (d *dumper) checkpoint(ctx context.Context) error {
 			return d.rollback.PushRecord("wait for CRIU", guardian.WaitExit(pid), func() error { return nil })
 		},
 	}
+	switch {
+	case d.opts.LazyPages:
+		if err := d.startLazy(ctx, &req); err != nil {
+			return err
+		}
+	case d.streamsPages():
+		if err := d.startPages(ctx, &req); err != nil {
+			return err
+		}
+	}
 	criuStart := time.Now()
 	_, err = d.bin.Run(ctx, req)
+	if d.pages != nil {
+		err = d.pagesDone(err)
+	}
+	if d.lazy != nil {
+		err = d.lazyDone(err)
+	}
 	if d.captured != nil {
 		if cerr := <-d.captured; cerr != nil && err == nil {
 			err = cerr
@@ -424,6 +468,9 @@ func (d *dumper) checkpoint(ctx context.Context) error {
 
 // pack writes the metadata and the archive.
 func (d *dumper) pack(ctx context.Context) (err error) {
+	if d.lazy != nil && d.lazy.packed {
+		return nil
+	}
 	md, cfgJSON, err := d.metadata()
 	if err != nil {
 		return err
@@ -438,12 +485,8 @@ func (d *dumper) pack(ctx context.Context) (err error) {
 		return err
 	}
 	writeStart := time.Now()
-	if d.opts.Output != "-" {
-		// A temporary archive a killed crtool left next to the target.
-		tmp := filepath.Join(filepath.Dir(d.opts.Output), "."+filepath.Base(d.opts.Output)+archive.TempSuffix+"*")
-		if err := d.rollback.PushRecord("remove temporary archives "+tmp, guardian.RemoveGlob(tmp), func() error { return nil }); err != nil {
-			return err
-		}
+	if err := d.guardTempArchive(); err != nil {
+		return err
 	}
 	progress := d.opts.Progress
 	if testpoint.Active("dump-writing") {
@@ -453,8 +496,7 @@ func (d *dumper) pack(ctx context.Context) (err error) {
 			}
 		}
 	}
-	_, err = archive.WriteFile(ctx, d.opts.Output, d.wd.Path, archive.WriteOptions{Compression: d.opts.Compression, Progress: progress, Manifest: true})
-	if err != nil {
+	if err := d.writeArchive(ctx, progress); err != nil {
 		return fmt.Errorf("write %s: %w", d.opts.Output, err)
 	}
 	if d.opts.Output != "-" {
@@ -469,6 +511,17 @@ func (d *dumper) pack(ctx context.Context) (err error) {
 	}
 	d.md = md
 	return nil
+}
+
+// guardTempArchive has the guardian remove the temporary archive a killed
+// crtool left next to the target; once is enough.
+func (d *dumper) guardTempArchive() error {
+	if d.opts.Output == "-" || d.tempGuarded {
+		return nil
+	}
+	d.tempGuarded = true
+	tmp := filepath.Join(filepath.Dir(d.opts.Output), "."+filepath.Base(d.opts.Output)+archive.TempSuffix+"*")
+	return d.rollback.PushRecord("remove temporary archives "+tmp, guardian.RemoveGlob(tmp), func() error { return nil })
 }
 
 // finish stops the container (unless it keeps running) and cleans up.
@@ -492,6 +545,7 @@ func (d *dumper) finish() (*Result, error) {
 	}
 	md := d.md
 	md.Stats.FrozenTime = d.frozenFor.Microseconds()
+	md.Stats.CRIUTime = d.criuTook.Microseconds()
 	md.Stats.WriteTime = d.writeTook.Microseconds()
 	md.Stats.TotalTime = time.Since(d.start).Microseconds()
 	res := &Result{Path: d.opts.Output, Metadata: md, CRIU: d.criuStats()}

@@ -9,7 +9,6 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/crtool/crtool/cgroups"
 	"github.com/crtool/crtool/format"
 	"github.com/crtool/crtool/internal/criu"
 	"github.com/crtool/crtool/internal/errdefs"
@@ -86,7 +85,7 @@ func (r *restorer) preflight(ctx context.Context) error {
 		}
 	}
 
-	cg := cgroups.Set(r.md.Cgroups.Paths)
+	cg := r.cgroupSet()
 	add(checkCgroupsFree(cg))
 	if missing, err := cg.Missing(); err != nil {
 		add(err)

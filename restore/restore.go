@@ -26,6 +26,7 @@ import (
 	"github.com/crtool/crtool/internal/errdefs"
 	"github.com/crtool/crtool/internal/guardian"
 	"github.com/crtool/crtool/internal/podman"
+	"github.com/crtool/crtool/internal/postcopy"
 	"github.com/crtool/crtool/internal/safefs"
 	"github.com/crtool/crtool/internal/testpoint"
 	"github.com/crtool/crtool/internal/trust"
@@ -79,6 +80,15 @@ type Options struct {
 	// AllowDevices lets a foreign archive's rootfs-diff.tar create block
 	// and character device nodes in the container's root filesystem.
 	AllowDevices bool
+	// LazyPages restores an archive of crtool dump --lazy-pages: the
+	// container resumes at once and its memory arrives from the source's
+	// page server (PageServer, default: the address the archive records)
+	// while it runs; Result.Transfer tells when all has arrived.
+	LazyPages  bool
+	PageServer string
+	// Cgroup puts the container into this cgroup path, on every
+	// controller, instead of the recorded one.
+	Cgroup string
 }
 
 // Result describes a restored container.
@@ -93,6 +103,9 @@ type Result struct {
 	CRIUTime time.Duration
 	// Plan is what the restore creates (with DryRun: would create).
 	Plan *Plan
+	// Transfer is the memory still arriving after a post-copy restore;
+	// nil otherwise.
+	Transfer *Transfer
 }
 
 func (o *Options) logf(format string, args ...any) {
@@ -165,6 +178,9 @@ type restorer struct {
 	rollback undo.Stack
 	guard    *guardian.Guard
 	plan     *Plan
+
+	daemon      *postcopy.Daemon // CRIU's lazy-pages daemon (--lazy-pages)
+	restorePipe func() error     // puts fs.pipe-max-size back
 }
 
 // Run restores the archive opts.Input. On failure it removes what it created
@@ -190,7 +206,7 @@ func Run(ctx context.Context, opts Options) (res *Result, err error) {
 	// after them.
 	check := []func(context.Context) error{r.unpack, r.describe, r.validate, r.preflight}
 	act := []func(context.Context) error{
-		r.prepareRoot, r.prepareCgroups, r.prepareNetwork, r.prepareFiles, r.restore, r.resume,
+		r.prepareRoot, r.prepareCgroups, r.prepareNetwork, r.prepareFiles, r.prepareLazy, r.restore, r.resume,
 	}
 	for _, step := range check {
 		if err := step(ctx); err != nil {
@@ -333,7 +349,7 @@ func (r *restorer) prepareRoot(ctx context.Context) error {
 // this host, and arranges for all the restore creates to go again on
 // failure: CRIU's own cgroups first, then the parents, newest first.
 func (r *restorer) prepareCgroups(ctx context.Context) error {
-	r.cg = cgroups.Set(r.md.Cgroups.Paths)
+	r.cg = r.cgroupSet()
 	if err := checkCgroupsFree(r.cg); err != nil {
 		return err
 	}
@@ -429,6 +445,8 @@ func (r *restorer) restore(ctx context.Context) error {
 		// A half-restored tree is removed if crtool dies: CRIU goes first.
 		DieWithCaller: true,
 	}
+	r.lazyOptions(&req)
+	r.cgroupOptions(req.Opts)
 	r.opts.logf("restoring %s (root %s)", r.name, r.root)
 	start := time.Now()
 	resp, err := r.bin.Run(ctx, req)
@@ -470,6 +488,12 @@ func (r *restorer) finish(start time.Time) *Result {
 	res := &Result{PID: r.pid, Name: r.name, Metadata: r.md, CRIUTime: r.criuTook, Plan: r.plan}
 	if st, err := criuimg.New(criuimg.Dir(r.wd.Images), "").RestoreStats(format.StatsRestore); err == nil {
 		res.CRIU = st
+	}
+	if r.daemon != nil {
+		// The daemon reads the images until the last page is in.
+		r.lazyTransfer(res)
+		res.Duration = time.Since(start)
+		return res
 	}
 	if r.opts.KeepImages != "" {
 		if err := r.wd.MoveImages(r.opts.KeepImages); err != nil {

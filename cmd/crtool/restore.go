@@ -76,6 +76,9 @@ Example:
 			&cli.StringSliceFlag{Name: "allow-host-path", Usage: "hand the container this host file or directory (and what is below it) when the archive names it as an external file or bind-mount source (repeatable)"},
 			&cli.BoolFlag{Name: "allow-devices", Usage: "create the device nodes of a foreign archive's rootfs-diff.tar in the container's root filesystem"},
 			&cli.StringFlag{Name: "keep-images", Usage: "keep the unpacked image directory here (a new or empty directory)"},
+			&cli.BoolFlag{Name: "lazy-pages", Usage: "restore an archive of crtool dump --lazy-pages: the container resumes at once, its memory follows from the source while it runs (crtool prints the PID, then returns when all memory is in)"},
+			&cli.StringFlag{Name: "cgroup", Usage: "put the container into this cgroup path (on every controller) instead of the recorded one"},
+			&cli.StringFlag{Name: "page-server", Usage: "ADDRESS:PORT of the source's page server (default: the one the archive records)"},
 			workDirFlag,
 			criuFlag,
 			verboseFlag,
@@ -103,6 +106,9 @@ Example:
 				AllowHostNamespaces: c.Bool("allow-host-namespaces"),
 				AllowHostPath:       c.StringSlice("allow-host-path"),
 				AllowDevices:        c.Bool("allow-devices"),
+				LazyPages:           c.Bool("lazy-pages"),
+				PageServer:          c.String("page-server"),
+				Cgroup:              c.String("cgroup"),
 				Logf:                logger(c),
 				Warnf:               warner(c),
 			}
@@ -127,6 +133,16 @@ Example:
 				}
 			}
 			fmt.Fprintf(c.App.ErrWriter, "crtool: restored %s as pid %d in %s\n", res.Name, res.PID, res.Duration.Round(time.Millisecond))
+			if res.Transfer != nil {
+				// Whoever reads the PID may go on while the memory moves.
+				if f, ok := c.App.Writer.(interface{ Sync() error }); ok {
+					_ = f.Sync()
+				}
+				if err := res.Transfer.Wait(); err != nil {
+					return err
+				}
+				fmt.Fprintf(c.App.ErrWriter, "crtool: all memory of %s received in %s\n", res.Name, res.Transfer.Took.Round(time.Millisecond))
+			}
 			return nil
 		},
 	})

@@ -126,62 +126,94 @@ func WriteFile(ctx context.Context, path, srcDir string, o WriteOptions) (WriteS
 		return st, nil
 	}
 
+	t, err := createTemp(path)
+	if err != nil {
+		return WriteStats{}, err
+	}
+	defer t.abort()
+	st, err := write(ctx, t.w, srcDir, o)
+	if err != nil {
+		return st, fmt.Errorf("write archive %s: %w", path, err)
+	}
+	return st, t.commit(ctx, nil)
+}
+
+// tempFile is an archive being built next to its final path.
+type tempFile struct {
+	path, dir, tmp string
+	f              *os.File
+	w              *directWriter
+	done           bool
+}
+
+func createTemp(path string) (*tempFile, error) {
 	dir, base := filepath.Split(path)
 	if dir == "" {
 		dir = "."
 	}
 	f, err := os.CreateTemp(dir, "."+base+TempSuffix+"*")
 	if err != nil {
-		return WriteStats{}, fmt.Errorf("write archive %s: %w", path, err)
+		return nil, fmt.Errorf("write archive %s: %w", path, err)
 	}
-	tmp := f.Name()
-	done := false
-	defer func() {
-		if !done {
-			f.Close()
-			os.Remove(tmp)
-		}
-	}()
+	w, err := newDirectWriter(f)
+	if err != nil {
+		f.Close()
+		os.Remove(f.Name())
+		return nil, fmt.Errorf("write archive %s: %w", path, err)
+	}
+	return &tempFile{path: path, dir: dir, tmp: f.Name(), f: f, w: w}, nil
+}
 
-	bw, err := newDirectWriter(f)
-	if err != nil {
-		return WriteStats{}, fmt.Errorf("write archive %s: %w", path, err)
+// abort removes the temporary file unless commit renamed it.
+func (t *tempFile) abort() {
+	t.w.Close()
+	if !t.done {
+		t.f.Close()
+		os.Remove(t.tmp)
+		t.done = true
 	}
-	defer bw.Close()
-	st, err := write(ctx, bw, srcDir, o)
-	if err != nil {
-		return st, fmt.Errorf("write archive %s: %w", path, err)
+}
+
+// commit flushes, lets patch rewrite parts of the written file (headers
+// whose content was known only at the end), syncs, and renames the file
+// over path.
+func (t *tempFile) commit(ctx context.Context, patch func(*os.File) error) error {
+	path := t.path
+	if err := t.w.Flush(); err != nil {
+		return fmt.Errorf("write archive %s: %w", path, err)
 	}
-	if err := bw.Flush(); err != nil {
-		return st, fmt.Errorf("write archive %s: %w", path, err)
+	if patch != nil {
+		if err := patch(t.f); err != nil {
+			return fmt.Errorf("write archive %s: %w", path, err)
+		}
 	}
-	if err := f.Sync(); err != nil {
-		return st, fmt.Errorf("write archive %s: sync: %w", path, err)
+	if err := t.f.Sync(); err != nil {
+		return fmt.Errorf("write archive %s: sync: %w", path, err)
 	}
-	if err := f.Close(); err != nil {
-		return st, fmt.Errorf("write archive %s: %w", path, err)
+	if err := t.f.Close(); err != nil {
+		return fmt.Errorf("write archive %s: %w", path, err)
 	}
 	// Past the rename the archive is in place; a late cancellation must
 	// not leave the caller believing nothing happened.
 	if err := ctx.Err(); err != nil {
-		return st, fmt.Errorf("write archive %s: %w", path, err)
+		return fmt.Errorf("write archive %s: %w", path, err)
 	}
 	_, statErr := os.Lstat(path)
 	existed := statErr == nil
-	if err := os.Rename(tmp, path); err != nil {
-		return st, fmt.Errorf("write archive %s: %w", path, err)
+	if err := os.Rename(t.tmp, path); err != nil {
+		return fmt.Errorf("write archive %s: %w", path, err)
 	}
-	done = true
-	if err := syncDir(dir); err != nil {
+	t.done = true
+	if err := syncDir(t.dir); err != nil {
 		// Without a synced directory the rename may not survive a crash.
 		// A new name is taken back so that the error means "no archive";
 		// a replaced file cannot be brought back.
 		if !existed {
 			os.Remove(path)
 		}
-		return st, fmt.Errorf("write archive %s: sync directory: %w", path, err)
+		return fmt.Errorf("write archive %s: sync directory: %w", path, err)
 	}
-	return st, nil
+	return nil
 }
 
 func syncDir(dir string) error {
