@@ -75,6 +75,9 @@ type Options struct {
 	// Warnf reports what the user must know even without -v: an undo step
 	// that failed, a piece left behind. nil discards it.
 	Warnf func(format string, args ...any)
+	// Infof reports what the user needs to act on that is no problem
+	// (where a lazy dump serves its pages); nil discards it.
+	Infof func(format string, args ...any)
 	// Progress, when set, is called while the archive is written with the
 	// bytes of content done and the total.
 	Progress func(done, total int64)
@@ -92,6 +95,12 @@ type Result struct {
 func (o *Options) logf(format string, args ...any) {
 	if o.Logf != nil {
 		o.Logf(format, args...)
+	}
+}
+
+func (o *Options) infof(format string, args ...any) {
+	if o.Infof != nil {
+		o.Infof(format, args...)
 	}
 }
 

@@ -13,6 +13,7 @@ import (
 
 	"github.com/crtool/crtool/format"
 	"github.com/crtool/crtool/internal/criu"
+	"github.com/crtool/crtool/internal/guardian"
 	"github.com/crtool/crtool/internal/pageserver"
 	"github.com/crtool/crtool/internal/postcopy"
 )
@@ -39,11 +40,15 @@ var ErrLazyAfterResume = errors.New("the destination was already running")
 
 // startLazy opens the page server and points CRIU's request at it.
 func (d *dumper) startLazy(ctx context.Context, req *criu.Request) error {
-	restorePipe, err := postcopy.EnsurePipeMaxSize(postcopy.PipeMaxSize)
+	restorePipe, old, err := postcopy.EnsurePipeMaxSize(postcopy.PipeMaxSize)
 	if err != nil {
 		return err
 	}
-	d.rollback.Push("restore fs.pipe-max-size", restorePipe)
+	// Journaled too: a killed crtool's guardian puts the sysctl back.
+	rec := guardian.RestoreSysctl(postcopy.PipeMaxSizePath, old, postcopy.PipeMaxSize)
+	if err := d.rollback.PushRecord("restore fs.pipe-max-size", rec, restorePipe); err != nil {
+		return err
+	}
 	token, err := postcopy.NewToken()
 	if err != nil {
 		return err
@@ -115,7 +120,7 @@ func (d *dumper) lazyReady(ctx context.Context) error {
 		return err
 	}
 	l.packed = true
-	d.opts.warnf("%s is complete; serving the rest of the memory on %s until `crtool restore --lazy-pages -f %s` has it all",
+	d.opts.infof("%s is complete; serving the rest of the memory on %s until `crtool restore --lazy-pages -f %s` has it all",
 		d.opts.Output, l.server.Addr(), filepath.Base(d.opts.Output))
 	go func() { l.served <- l.server.Serve(ctx, l.conn) }()
 	return nil

@@ -13,6 +13,7 @@ import (
 
 	"github.com/crtool/crtool/format"
 	"github.com/crtool/crtool/internal/criu"
+	"github.com/crtool/crtool/internal/guardian"
 	"github.com/crtool/crtool/internal/postcopy"
 	"github.com/crtool/crtool/internal/workdir"
 )
@@ -85,11 +86,15 @@ func (r *restorer) prepareLazy(ctx context.Context) error {
 	if err != nil || lp == nil {
 		return err
 	}
-	restorePipe, err := postcopy.EnsurePipeMaxSize(postcopy.PipeMaxSize)
+	restorePipe, old, err := postcopy.EnsurePipeMaxSize(postcopy.PipeMaxSize)
 	if err != nil {
 		return err
 	}
-	r.rollback.Push("restore fs.pipe-max-size", restorePipe)
+	// Journaled too: a killed crtool's guardian puts the sysctl back.
+	rec := guardian.RestoreSysctl(postcopy.PipeMaxSizePath, old, postcopy.PipeMaxSize)
+	if err := r.rollback.PushRecord("restore fs.pipe-max-size", rec, restorePipe); err != nil {
+		return err
+	}
 	r.restorePipe = restorePipe
 	ps, err := postcopy.Dial(ctx, lp.PageServer, lp.Token)
 	if err != nil {

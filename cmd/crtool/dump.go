@@ -75,6 +75,7 @@ Example:
 				PageServer:     c.String("page-server"),
 				Logf:           logger(c),
 				Warnf:          warner(c),
+				Infof:          informer(c),
 			}
 			comp, err := compression(c.String("compress"), opts.Output)
 			if err != nil {

@@ -155,6 +155,14 @@ func flagName(field string) string {
 	return "--" + b.String()
 }
 
+// informer prints a line the user must see, prefixed "crtool: ".
+func informer(c *cli.Context) func(string, ...any) {
+	w := c.App.ErrWriter
+	return func(format string, args ...any) {
+		fmt.Fprintf(w, "crtool: "+format+"\n", args...)
+	}
+}
+
 // warner prints what the user must see even without -v: a rollback step
 // that failed, a piece left on the host.
 func warner(c *cli.Context) func(string, ...any) {

@@ -35,6 +35,7 @@ const (
 	KindDeleteLink    = "delete-link"    // Netns: namespace path or "host", Name: link
 	KindUnmount       = "unmount"        // Path: a mount point, detached
 	KindRmdirCgroup   = "rmdir-cgroup"   // Path: one cgroup directory a restore created (a parent), removed only when empty
+	KindSysctl        = "sysctl"         // Path: /proc/sys file, Name: the value to put back, Paths[0]: the value crtool set
 	KindWaitExit      = "wait-exit"      // Name: PID, Path: its start time (/proc/PID/stat field 22)
 )
 
@@ -133,6 +134,16 @@ func DeleteLink(nsPath, name string) undo.Record {
 	return undo.Record{Kind: KindDeleteLink, Netns: nsPath, Name: name}
 }
 
+// RestoreSysctl is the record of a host sysctl crtool raised from old to
+// set; old 0 means it was not changed. The old value goes back only if the
+// sysctl still has crtool's.
+func RestoreSysctl(path string, old, set int) undo.Record {
+	if old == 0 {
+		return undo.Record{Kind: KindSysctl, Path: path}
+	}
+	return undo.Record{Kind: KindSysctl, Path: path, Name: strconv.Itoa(old), Paths: []string{strconv.Itoa(set)}}
+}
+
 // Unmount is the record of a mount crtool made.
 func Unmount(path string) undo.Record { return undo.Record{Kind: KindUnmount, Path: path} }
 
@@ -213,6 +224,15 @@ func Perform(r undo.Record) error {
 		return workdir.DetachMounts(r.Path)
 	case KindWaitExit:
 		return waitExit(r)
+	case KindSysctl:
+		if r.Name == "" || len(r.Paths) != 1 || !strings.HasPrefix(r.Path, "/proc/sys/") {
+			return nil
+		}
+		b, err := os.ReadFile(r.Path)
+		if err != nil || strings.TrimSpace(string(b)) != r.Paths[0] {
+			return nil // changed by someone else since: theirs now
+		}
+		return os.WriteFile(r.Path, []byte(r.Name), 0o644)
 	case KindRmdirCgroup:
 		// A parent that meanwhile holds another container stays.
 		if err := unix.Rmdir(r.Path); err != nil && !errors.Is(err, unix.ENOENT) && !errors.Is(err, unix.EBUSY) && !errors.Is(err, unix.ENOTEMPTY) {

@@ -126,18 +126,18 @@ func TestServePeerGoneBeforeClose(t *testing.T) {
 }
 
 func TestEnsurePipeMaxSizeKeepsALargerValue(t *testing.T) {
-	b, err := os.ReadFile(pipeMaxSizePath)
+	b, err := os.ReadFile(PipeMaxSizePath)
 	if err != nil {
-		t.Skipf("no %s: %v", pipeMaxSizePath, err)
+		t.Skipf("no %s: %v", PipeMaxSizePath, err)
 	}
-	restore, err := EnsurePipeMaxSize(4096) // below any limit: no change
+	restore, _, err := EnsurePipeMaxSize(4096) // below any limit: no change
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := restore(); err != nil {
 		t.Fatal(err)
 	}
-	after, _ := os.ReadFile(pipeMaxSizePath)
+	after, _ := os.ReadFile(PipeMaxSizePath)
 	if !bytes.Equal(b, after) {
 		t.Errorf("fs.pipe-max-size changed from %s to %s", b, after)
 	}
