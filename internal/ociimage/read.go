@@ -24,9 +24,9 @@ const (
 // layerTypes are the media types a checkpoint layer may have; the layer is
 // extracted as a checkpoint archive, whose reader detects the compression.
 var layerTypes = map[string]bool{
-	ocispec.MediaTypeImageLayer:     true,
-	ocispec.MediaTypeImageLayerGzip: true,
-	ocispec.MediaTypeImageLayerZstd: true,
+	ocispec.MediaTypeImageLayer:                         true,
+	ocispec.MediaTypeImageLayerGzip:                     true,
+	ocispec.MediaTypeImageLayerZstd:                     true,
 	"application/vnd.docker.image.rootfs.diff.tar.gzip": true,
 }
 
