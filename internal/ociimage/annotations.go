@@ -1,7 +1,9 @@
 package ociimage
 
 import (
+	"fmt"
 	"runtime"
+	"strconv"
 	"strings"
 
 	"github.com/crtool/crtool/format"
@@ -56,7 +58,7 @@ func annotations(md *format.Metadata, cfg *format.ContainerConfig, runtimeName s
 		cgroups = "v2"
 	}
 	for _, kv := range [][2]string{
-		{"criu.version", md.CRIUVersion},
+		{"criu.version", criuVersion(md.CRIUVersion)},
 		{"host.arch", arch},
 		{"host.kernel", md.Kernel},
 		{"cgroups.version", cgroups},
@@ -65,6 +67,16 @@ func annotations(md *format.Metadata, cfg *format.ContainerConfig, runtimeName s
 		set(criuPrefix+strings.Replace(kv[0], "cgroups", "cgroup", 1), kv[1])
 	}
 	return a
+}
+
+// criuVersion writes CRIU's version as Podman does: go-criu's number,
+// major*10000 + minor*100 + sublevel ("4.2.1" is "40201").
+func criuVersion(v string) string {
+	var major, minor, sub int
+	if n, _ := fmt.Sscanf(v, "%d.%d.%d", &major, &minor, &sub); n < 2 {
+		return v
+	}
+	return strconv.Itoa(major*10000 + minor*100 + sub)
 }
 
 // runtimeOf is the OCI runtime the checkpoint was taken under, which a

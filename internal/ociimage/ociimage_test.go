@@ -177,7 +177,7 @@ func TestWriteValidates(t *testing.T) {
 		"io.podman.annotations.checkpoint.rootfsImageID":   "abc123",
 		"io.podman.annotations.checkpoint.rootfsImageName": "docker.io/library/busybox:latest",
 		"io.podman.annotations.checkpoint.runtime.name":    "runc", // config.dump's wins over crtool.json's
-		"io.podman.annotations.checkpoint.criu.version":    "4.2.1",
+		"io.podman.annotations.checkpoint.criu.version":    "40201", // as Podman writes it
 		"io.podman.annotations.checkpoint.host.arch":       "amd64",
 		"io.podman.annotations.checkpoint.host.kernel":     "6.18.0",
 		"io.podman.annotations.checkpoint.cgroups.version": "v1",
@@ -204,6 +204,14 @@ func TestWriteRuntimeOverride(t *testing.T) {
 	decodeStrict(t, "manifest", checkBlob(t, got, idx.Manifests[0]), &man)
 	if man.Annotations[AnnotationRuntimeName] != "crun" {
 		t.Errorf("runtime annotation %q", man.Annotations[AnnotationRuntimeName])
+	}
+}
+
+func TestCRIUVersion(t *testing.T) {
+	for in, want := range map[string]string{"4.2.1": "40201", "3.19": "31900", "4.2": "40200", "": "", "dev": "dev"} {
+		if got := criuVersion(in); got != want {
+			t.Errorf("criuVersion(%q) = %q, want %q", in, got, want)
+		}
 	}
 }
 
