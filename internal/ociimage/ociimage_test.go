@@ -176,7 +176,7 @@ func TestWriteValidates(t *testing.T) {
 		"io.podman.annotations.checkpoint.rawImageName":    "busybox",
 		"io.podman.annotations.checkpoint.rootfsImageID":   "abc123",
 		"io.podman.annotations.checkpoint.rootfsImageName": "docker.io/library/busybox:latest",
-		"io.podman.annotations.checkpoint.runtime.name":    "runc", // config.dump's wins over crtool.json's
+		"io.podman.annotations.checkpoint.runtime.name":    "runc",  // config.dump's wins over crtool.json's
 		"io.podman.annotations.checkpoint.criu.version":    "40201", // as Podman writes it
 		"io.podman.annotations.checkpoint.host.arch":       "amd64",
 		"io.podman.annotations.checkpoint.host.kernel":     "6.18.0",
