@@ -66,3 +66,34 @@ func TestCheckpointImage(t *testing.T) {
 		t.Fatalf("the archive is unchanged and still readable: %s", r)
 	}
 }
+
+// TestRestorePodmanCheckpointImage: a checkpoint image Podman made
+// (container checkpoint --create-image) and saved as an oci-archive, with
+// its gzip layer, restores with crtool restore -f, and the counter
+// continues.
+func TestRestorePodmanCheckpointImage(t *testing.T) {
+	requirePodman(t)
+	loadBusyboxImage(t)
+	root := imageRootfs(t)
+	name := uniqueID("crtpimg-")
+	tag := "localhost/" + name + "-checkpoint:latest"
+	t.Cleanup(func() {
+		_ = exec.Command("podman", "rm", "-f", "-t", "0", name).Run()
+		_ = exec.Command("podman", "rmi", "-f", tag).Run()
+	})
+	podman(t, "run", "-d", "--name", name, "--network", "none", busyboxImage, "sh", "-c",
+		`i=0; while :; do i=$((i+1)); echo $i > /tmp/counter; busybox usleep 20000; done`)
+	atDump := podmanCounter(t, name)
+	podman(t, "container", "checkpoint", "--create-image", tag, name)
+	podman(t, "rm", "-f", "-t", "0", name)
+	imageFile := filepath.Join(t.TempDir(), "podman-image.tar")
+	podman(t, "save", "--format", "oci-archive", "-o", imageFile, tag)
+	podman(t, "rmi", tag)
+
+	c := foreignContainer(t, imageFile)
+	cleanupForeign(t, c, name)
+	t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", name).Run() })
+	c.restore(imageFile, "--root", root, "--log", filepath.Join(t.TempDir(), "stdout.log"))
+	counter := filepath.Join("/var/lib/crtool/containers", name, "merged", "tmp/counter")
+	waitFor(t, 10*time.Second, "the counter to continue", func() bool { return fileCounter(counter) > atDump })
+}

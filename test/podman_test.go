@@ -19,6 +19,7 @@ import (
 
 	"github.com/crtool/crtool/format"
 	"github.com/crtool/crtool/internal/archive"
+	"github.com/crtool/crtool/internal/ociimage"
 	"github.com/crtool/crtool/internal/testutil"
 )
 
@@ -291,7 +292,8 @@ func foreignOnLoopback(t *testing.T, archive, prefix string) (c *container, name
 }
 
 // foreignContainer is a container restored from an archive crtool did not
-// write: its cgroup is the one recorded in the archive.
+// write (or a checkpoint image of one): its cgroup is the one recorded in
+// the archive.
 func foreignContainer(t *testing.T, path string) *container {
 	t.Helper()
 	f, err := os.Open(path)
@@ -304,7 +306,17 @@ func foreignContainer(t *testing.T, path string) *container {
 			CgroupsPath string `json:"cgroupsPath"`
 		} `json:"linux"`
 	}
-	err = archive.Walk(context.Background(), f, func(hdr *tar.Header, body io.Reader) error {
+	var r io.Reader = f
+	if ociimage.IsImage(f) {
+		st, err := f.Stat()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r, err = ociimage.OpenLayer(f, st.Size()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	err = archive.Walk(context.Background(), r, func(hdr *tar.Header, body io.Reader) error {
 		if hdr.Name != format.SpecDumpFile {
 			return nil
 		}
