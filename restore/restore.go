@@ -25,6 +25,7 @@ import (
 	"github.com/crtool/crtool/internal/criuimg"
 	"github.com/crtool/crtool/internal/errdefs"
 	"github.com/crtool/crtool/internal/guardian"
+	"github.com/crtool/crtool/internal/ociimage"
 	"github.com/crtool/crtool/internal/podman"
 	"github.com/crtool/crtool/internal/postcopy"
 	"github.com/crtool/crtool/internal/safefs"
@@ -528,6 +529,7 @@ func unpack(ctx context.Context, input, dir string, progress func(done, total in
 	// the restore at once.
 	var r io.Reader = &cancelableReader{ctx: ctx, r: os.Stdin}
 	total := int64(-1)
+	verify := func() error { return nil }
 	if input != "-" {
 		f, err := os.Open(input)
 		if err != nil {
@@ -538,6 +540,15 @@ func unpack(ctx context.Context, input, dir string, progress func(done, total in
 			total = st.Size()
 		}
 		r = f
+		// A checkpoint image (crtool image, Podman's --create-image)
+		// carries the archive as its one layer.
+		if ociimage.IsImage(f) {
+			layer, err := ociimage.OpenLayer(f, total)
+			if err != nil {
+				return false, fmt.Errorf("%s: %w", input, err)
+			}
+			r, total, verify = layer, layer.Size(), layer.Close
+		}
 	}
 	if progress != nil {
 		r = &countingReader{r: r, total: total, report: progress}
@@ -546,6 +557,9 @@ func unpack(ctx context.Context, input, dir string, progress func(done, total in
 	// damaged or modified member is refused before anything uses it.
 	st, err := archive.Extract(ctx, r, dir, archive.ExtractOptions{})
 	if err != nil {
+		return false, fmt.Errorf("%s: %w", input, err)
+	}
+	if err := verify(); err != nil {
 		return false, fmt.Errorf("%s: %w", input, err)
 	}
 	return st.Verified, nil

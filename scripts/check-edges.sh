@@ -32,7 +32,7 @@ fi
 forbid dump "^$mod/restore$" 'dump and restore do not import each other'
 forbid restore "^$mod/dump$" 'dump and restore do not import each other'
 # Reading an archive needs neither netlink nor nftables nor CRIU's RPC.
-for p in inspect internal/archive internal/criuimg internal/rootfs; do
+for p in inspect internal/archive internal/criuimg internal/rootfs internal/ociimage; do
 	forbid "$p" 'vishvananda/netlink|google/nftables|go-criu/v7/rpc$' 'reading archives touches no host network and runs no CRIU'
 done
 exit $fail

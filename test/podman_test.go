@@ -19,6 +19,7 @@ import (
 
 	"github.com/crtool/crtool/format"
 	"github.com/crtool/crtool/internal/archive"
+	"github.com/crtool/crtool/internal/ociimage"
 	"github.com/crtool/crtool/internal/testutil"
 )
 
@@ -291,7 +292,8 @@ func foreignOnLoopback(t *testing.T, archive, prefix string) (c *container, name
 }
 
 // foreignContainer is a container restored from an archive crtool did not
-// write: its cgroup is the one recorded in the archive.
+// write (or a checkpoint image of one): its cgroup is the one recorded in
+// the archive.
 func foreignContainer(t *testing.T, path string) *container {
 	t.Helper()
 	f, err := os.Open(path)
@@ -304,7 +306,17 @@ func foreignContainer(t *testing.T, path string) *container {
 			CgroupsPath string `json:"cgroupsPath"`
 		} `json:"linux"`
 	}
-	err = archive.Walk(context.Background(), f, func(hdr *tar.Header, body io.Reader) error {
+	var r io.Reader = f
+	if ociimage.IsImage(f) {
+		st, err := f.Stat()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r, err = ociimage.OpenLayer(f, st.Size()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	err = archive.Walk(context.Background(), r, func(hdr *tar.Header, body io.Reader) error {
 		if hdr.Name != format.SpecDumpFile {
 			return nil
 		}
@@ -457,20 +469,54 @@ func TestRestoreFreshPodmanArchives(t *testing.T) {
 	}
 }
 
+// crioArchive repacks the reference Podman archive src as the plain tar
+// CRI-O writes for the kubelet: spec.dump annotated by edit, a bind.mounts
+// member in CRI-O's format, stored at path.
+func crioArchive(t *testing.T, src, path string, edit func(ann map[string]any)) {
+	t.Helper()
+	dir := t.TempDir()
+	mustRun(t, "tar", "-C", dir, "-xzf", src)
+	if edit != nil {
+		specPath := filepath.Join(dir, "spec.dump")
+		b, err := os.ReadFile(specPath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var spec map[string]any
+		if err := json.Unmarshal(b, &spec); err != nil {
+			t.Fatal(err)
+		}
+		ann, _ := spec["annotations"].(map[string]any)
+		if ann == nil {
+			ann = map[string]any{}
+		}
+		edit(ann)
+		spec["annotations"] = ann
+		if b, err = json.Marshal(spec); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(specPath, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// CRI-O's bind.mounts: the kubelet's files bound into the container.
+	bind := `[{"source":"/var/lib/kubelet/pods/x/etc-hosts","destination":"/etc/hosts","file_type":"file","permissions":420}]`
+	if err := os.WriteFile(filepath.Join(dir, "bind.mounts"), []byte(bind), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	mustRun(t, "tar", "-C", dir, "-cf", path, ".")
+}
+
 // TestCRIOStyleArchive repacks a Podman archive as the plain tar CRI-O and
 // the kubelet write, with a bind.mounts member: inspect and restore take it.
 func TestCRIOStyleArchive(t *testing.T) {
 	requireEnv(t)
 	ref := testutil.RequireReference(t)
-	src := filepath.Join(ref, "archives", "bb2-httpd-portable-gzip.tar.gz")
-	dir := t.TempDir()
-	mustRun(t, "tar", "-C", dir, "-xzf", src)
-	bind := `[{"source":"/var/lib/kubelet/pods/x/etc-hosts","destination":"/etc/hosts","options":["rbind","rw"]}]`
-	if err := os.WriteFile(filepath.Join(dir, "bind.mounts"), []byte(bind), 0o600); err != nil {
-		t.Fatal(err)
-	}
 	archive := filepath.Join(t.TempDir(), "crio.tar")
-	mustRun(t, "tar", "-C", dir, "-cf", archive, ".")
+	crioArchive(t, filepath.Join(ref, "archives", "bb2-httpd-portable-gzip.tar.gz"), archive, nil)
 	if r := crtool(t, "inspect", "--ps-tree", archive); r.code != 0 || !strings.Contains(r.stdout, "httpd") {
 		t.Fatalf("inspect: %s", r)
 	}
@@ -478,6 +524,62 @@ func TestCRIOStyleArchive(t *testing.T) {
 	c, name, args := foreignOnLoopback(t, archive, "crio-")
 	c.restore(archive, append(args, "--root", root)...)
 	got, err := httpGet("/run/netns/"+name, "http://127.0.0.1:8080/runtime.html")
+	if err != nil || !strings.Contains(got, "written at runtime") {
+		t.Fatalf("GET: %q, %v", got, err)
+	}
+}
+
+// TestKubeletPodCheckpoint: the kubelet's checkpoint of one container of
+// a two-container pod, at the path and under the name the kubelet gives it
+// (checkpoint-POD_NAMESPACE-CONTAINER-TIME.tar), inspects with its pod and
+// restores without --name as POD_NAMESPACE-CONTAINER, from CRI-O's
+// annotations.
+func TestKubeletPodCheckpoint(t *testing.T) {
+	requireEnv(t)
+	ref := testutil.RequireReference(t)
+	pod := uniqueID("web-")
+	dir := filepath.Join(t.TempDir(), "var/lib/kubelet/checkpoints")
+	stamp := "2026-12-03T07:00:00Z"
+	var archives []string
+	for _, ctr := range []string{"app", "sidecar"} {
+		path := filepath.Join(dir, fmt.Sprintf("checkpoint-%s_default-%s-%s.tar", pod, ctr, stamp))
+		crioArchive(t, filepath.Join(ref, "archives", "bb2-httpd-portable-gzip.tar.gz"), path, func(ann map[string]any) {
+			ann["io.container.manager"] = "cri-o"
+			ann["io.kubernetes.cri-o.Metadata"] = fmt.Sprintf(`{"name":%q,"attempt":0}`, ctr)
+			ann["io.kubernetes.cri-o.ContainerName"] = fmt.Sprintf("k8s_%s_%s_default_0f1e_0", ctr, pod)
+			ann["io.kubernetes.container.name"] = ctr
+			ann["io.kubernetes.pod.name"] = pod
+			ann["io.kubernetes.pod.namespace"] = "default"
+		})
+		archives = append(archives, path)
+		r := crtool(t, "inspect", "--format", "json", path)
+		if r.code != 0 {
+			t.Fatalf("inspect %s: %s", path, r)
+		}
+		for _, want := range []string{`"pod": "` + pod + `"`, `"namespace": "default"`, `"name": "` + ctr + `"`} {
+			if !strings.Contains(r.stdout, want) {
+				t.Errorf("inspect %s lacks %s:\n%s", filepath.Base(path), want, r.stdout)
+			}
+		}
+	}
+	name := pod + "_default-sidecar"
+	c := foreignContainer(t, archives[1])
+	cleanupForeign(t, c, name)
+	ns := uniqueID("kube-")
+	mustRun(t, "ip", "netns", "add", ns)
+	t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", ns).Run() })
+	mustRun(t, "ip", "-n", ns, "link", "set", "lo", "up")
+	r := crtool(t, "restore", "-f", archives[1], "--netns", "/run/netns/"+ns, "--root", imageRootfs(t))
+	if r.code != 0 {
+		t.Fatalf("restore: %s", r)
+	}
+	if !strings.Contains(r.stderr, "restored "+name+" ") {
+		t.Errorf("restored under another name than %s: %s", name, r.stderr)
+	}
+	if _, err := os.Stat(filepath.Join("/var/lib/crtool/containers", name)); err != nil {
+		t.Errorf("state directory of %s: %v", name, err)
+	}
+	got, err := httpGet("/run/netns/"+ns, "http://127.0.0.1:8080/runtime.html")
 	if err != nil || !strings.Contains(got, "written at runtime") {
 		t.Fatalf("GET: %q, %v", got, err)
 	}

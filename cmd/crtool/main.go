@@ -193,6 +193,7 @@ prerequisite is missing (root, CRIU 4.2 or newer), 130/143 interrupted (SIGINT/S
 			dumpCommand(),
 			restoreCommand(),
 			inspectCommand(),
+			imageCommand(),
 			recoverCommand(),
 		},
 		Action: func(c *cli.Context) error {

@@ -16,7 +16,9 @@ func restoreCommand() *cli.Command {
 		Name:      "restore",
 		Usage:     "restore a container from an archive",
 		ArgsUsage: " ",
-		Description: `Unpacks the archive (gzip, zstd or plain tar, detected by content),
+		Description: `Unpacks the archive (gzip, zstd or plain tar, detected by content; or
+a checkpoint image file, the OCI image archive crtool image or podman save
+writes, whose one layer is checked against its manifest's digest),
 recreates the container's cgroups, maps its external mounts and stdio back,
 and has CRIU restore its processes, which keep running after crtool exits.
 Prints the restored init's PID on stdout. A failed restore removes what it

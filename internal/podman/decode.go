@@ -79,7 +79,7 @@ func Decode(stage, name, stateRoot string) (*Checkpoint, error) {
 		Namespaces: map[string]format.Namespace{},
 		Options:    format.DumpOptions{FileLocks: true},
 	}
-	md.Container.Name = cmp.Or(name, cfg.Name, spec.Annotations["io.kubernetes.cri-o.ContainerName"], spec.Hostname)
+	md.Container.Name = cmp.Or(name, kubeName(spec.Annotations), cfg.Name, spec.Annotations["io.kubernetes.cri-o.ContainerName"], spec.Hostname)
 	// The name becomes the state directory's and goes into the overlay's
 	// mount options: ",upperdir=." would add options of its own.
 	if err := format.CheckName("container name", md.Container.Name); err != nil {
@@ -267,4 +267,27 @@ func hierarchyOfMount(mp string, v2 bool) string {
 	// Co-mounted controllers appear as "cpu,cpuacct"; any one names the
 	// hierarchy.
 	return strings.Split(base, ",")[0]
+}
+
+// kubeName names a container CRI-O ran for the kubelet as the kubelet names
+// its checkpoint (checkpoint-POD_NAMESPACE-CONTAINER-TIME.tar):
+// "POD_NAMESPACE-CONTAINER", which tells a pod's containers apart where
+// config.dump's "k8s_CONTAINER_POD_NAMESPACE_UID_ATTEMPT" is unwieldy.
+// It is "" for an archive of any other engine.
+func kubeName(ann map[string]string) string {
+	if ann[format.AnnotationManager] != format.ManagerCRIO {
+		return ""
+	}
+	var meta struct {
+		Name string `json:"name"`
+	}
+	ctr := ann["io.kubernetes.container.name"]
+	if json.Unmarshal([]byte(ann["io.kubernetes.cri-o.Metadata"]), &meta) == nil && meta.Name != "" {
+		ctr = meta.Name
+	}
+	pod, ns := ann["io.kubernetes.pod.name"], ann["io.kubernetes.pod.namespace"]
+	if ctr == "" || pod == "" || ns == "" {
+		return ""
+	}
+	return pod + "_" + ns + "-" + ctr
 }
