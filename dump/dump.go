@@ -137,6 +137,7 @@ type dumper struct {
 	spec     []byte
 	wd       *workdir.Dir
 	log      string
+	keptLog  string // where the log goes if the dump fails
 	fr       *freezer.Freezer
 	thawed   bool
 	rollback undo.Stack
@@ -236,8 +237,8 @@ func (d *dumper) prepare(ctx context.Context) (err error) {
 	if d.wd, err = workdir.New(d.opts.WorkDir, "crtool-dump-", format.CheckpointDir); err != nil {
 		return err
 	}
-	d.log = d.wd.Log("dump.log")
-	d.rollback.Push("remove work directory "+d.wd.Path, func() error { return d.wd.KeepOnly(d.log) })
+	d.log, d.keptLog = d.wd.Log("dump.log"), workdir.KeptLog("dump")
+	d.rollback.Push("remove work directory "+d.wd.Path, func() error { return d.wd.RemoveKeepingLog(d.log, d.keptLog) })
 	if err := os.Mkdir(d.wd.Images, 0o700); err != nil {
 		return fmt.Errorf("create image directory: %w", err)
 	}
@@ -362,6 +363,7 @@ func (d *dumper) checkpoint(ctx context.Context) error {
 		Type:    rpc.CriuReqType_DUMP,
 		Opts:    criuDumpOptions(d.c, int32(imgFd.Fd()), d.ext, d.files, d.opts),
 		LogPath: d.log,
+		KeptLog: d.keptLog,
 	}
 	criuStart := time.Now()
 	_, err = d.bin.Run(ctx, req)

@@ -21,6 +21,8 @@ type netPlan struct {
 	created string         // name of a namespace this restore created
 	lock    *network.Lock  // lock this restore installed
 	stale   []network.Lock // locks left by the dump in a namespace we join
+	// outer are the links this restore created outside the namespace.
+	outer []network.OuterLink
 	// rollback removes what the plan created, newest first: the lock, the
 	// links and bridges Replay made (outside the namespace too), the
 	// namespace.
@@ -97,6 +99,7 @@ func (p *netPlan) rebuild(md *format.Metadata, opts Options) error {
 		CreateBridge: opts.CreateBridge,
 		PeerNetns:    opts.PeerNetns,
 		LinksDown:    opts.TCPEstablished,
+		Created:      &p.outer,
 	}
 	for _, l := range md.Network.Links {
 		if l.Peer == nil || l.Kind != format.KindVeth {

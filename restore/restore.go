@@ -125,11 +125,13 @@ type restorer struct {
 	bin      *criu.Binary
 	wd       *workdir.Dir
 	log      string
+	keptLog  string // where the log goes if the restore fails
 	md       *format.Metadata
 	fg       *foreign // archives crtool did not write
 	name     string
 	root     string
 	cg       cgroups.Set
+	cgMade   []string // cgroup directories this restore created
 	net      *netPlan
 	imgDir   *os.File
 	files    []*os.File // handed to CRIU, see criu.FD
@@ -162,7 +164,7 @@ func Run(ctx context.Context, opts Options) (res *Result, err error) {
 		}
 	}()
 	steps := []func(context.Context) error{
-		r.unpack, r.describe, r.prepareRoot, r.prepareCgroups, r.prepareNetwork, r.prepareFiles, r.restore, r.resume,
+		r.unpack, r.describe, r.prepareRoot, r.prepareCgroups, r.prepareNetwork, r.prepareFiles, r.restore, r.resume, r.commit,
 	}
 	for _, step := range steps {
 		if err := step(ctx); err != nil {
@@ -179,8 +181,8 @@ func (r *restorer) unpack(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	r.wd, r.log = wd, wd.Log("restore.log")
-	r.rollback.Push("remove work directory "+wd.Path, func() error { return wd.KeepOnly(r.log) })
+	r.wd, r.log, r.keptLog = wd, wd.Log("restore.log"), workdir.KeptLog("restore")
+	r.rollback.Push("remove work directory "+wd.Path, func() error { return wd.RemoveKeepingLog(r.log, r.keptLog) })
 	if err := unpack(ctx, r.opts.Input, wd.Path, r.opts.Progress); err != nil {
 		return err
 	}
@@ -215,7 +217,7 @@ func (r *restorer) describe(ctx context.Context) error {
 	if r.name == "" {
 		r.name = md.Container.Name
 	}
-	return nil
+	return checkNameFree(r.name)
 }
 
 // prepareRoot finds the root filesystem; for a foreign archive it builds
@@ -260,6 +262,7 @@ func (r *restorer) prepareCgroups(ctx context.Context) error {
 		return err
 	}
 	cg := r.cg
+	r.cgMade = created
 	r.rollback.Push("remove the container's cgroups", func() error { return removeCgroups(cg, created) })
 	if r.extMnt, err = mapMounts(r.md); err != nil {
 		return err
@@ -323,6 +326,7 @@ func (r *restorer) restore(ctx context.Context) error {
 		Opts:    criuRestoreOptions(int32(imgDir.Fd()), r.root, r.md, r.opts, r.extMnt, r.inherit),
 		Files:   r.files,
 		LogPath: r.log,
+		KeptLog: r.keptLog,
 	}
 	r.opts.logf("restoring %s (root %s)", r.name, r.root)
 	start := time.Now()
@@ -348,7 +352,7 @@ func (r *restorer) resume(ctx context.Context) error {
 		}
 	}
 	if err := unix.Kill(r.pid, 0); err != nil {
-		return fmt.Errorf("restored pid %d is gone right after the restore: see %s", r.pid, r.log)
+		return fmt.Errorf("restored pid %d is gone right after the restore: see %s", r.pid, r.keptLog)
 	}
 	if r.opts.PidFile != "" {
 		return writePidFile(r.opts.PidFile, r.pid)

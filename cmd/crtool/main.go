@@ -114,12 +114,17 @@ prerequisite is missing (root, CRIU 4.2 or newer), 130 interrupted.`,
 		Writer:               stdout,
 		ErrWriter:            stderr,
 		HideHelpCommand:      true,
-		EnableBashCompletion: false,
+		EnableBashCompletion: true,
 		Commands: []*cli.Command{
 			checkCommand(),
 			dumpCommand(),
 			restoreCommand(),
+			psCommand(),
+			rmCommand(),
 			inspectCommand(),
+			completionCommand(),
+			versionCommand(),
+			manCommand(),
 		},
 		Action: func(c *cli.Context) error {
 			if c.NArg() > 0 {

@@ -2,6 +2,7 @@ package criu
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"fmt"
 	"io"
@@ -29,8 +30,11 @@ type Request struct {
 	// inherit-fd entries refer to them by that number.
 	Files  []*os.File
 	Notify Notify
-	// LogPath is the host path of CRIU's log, quoted in errors.
+	// LogPath is the host path of CRIU's log, read for errors.
 	LogPath string
+	// KeptLog, when set, is where the caller keeps the log after a
+	// failure; errors quote it instead of LogPath.
+	KeptLog string
 }
 
 // FD is the descriptor number under which CRIU sees Request.Files[i]
@@ -125,7 +129,7 @@ func (b *Binary) Run(ctx context.Context, req Request) (*rpc.CriuResp, error) {
 		if ctx.Err() != nil {
 			cause, err = "interrupted", ctx.Err()
 		}
-		e := &Error{Op: op, Cause: cause, Log: req.LogPath, Err: err}
+		e := &Error{Op: op, Cause: cause, Log: cmp.Or(req.KeptLog, req.LogPath), Err: err}
 		if req.LogPath != "" {
 			e.Lines = LogErrors(req.LogPath, maxQuoted)
 		}

@@ -41,6 +41,16 @@ type ReplayOptions struct {
 	// installs its firewall, then calls SetLinksUp. The outer veth ends are
 	// brought up regardless; no traffic passes while the inner end is down.
 	LinksDown bool
+	// Created, when set, receives the links Replay created outside the
+	// namespace (host ends of veth pairs, bridges), which outlive it.
+	Created *[]OuterLink
+}
+
+// OuterLink is a link Replay created outside the replayed namespace.
+type OuterLink struct {
+	Name  string
+	Kind  string // format.KindVeth or format.KindBridge
+	Netns string // a path or format.HostNetns
 }
 
 // vethPlan is where one veth pair leading outside ends up.
@@ -217,6 +227,13 @@ func (r *replayer) deleteLater(h *netlink.Handle, name, where string) {
 	})
 }
 
+// created reports a link made outside the namespace to ReplayOptions.Created.
+func (r *replayer) created(kind, name, netns string) {
+	if r.opts.Created != nil {
+		*r.opts.Created = append(*r.opts.Created, OuterLink{Name: name, Kind: kind, Netns: netns})
+	}
+}
+
 // kindOrder creates links without dependencies first; vlan and macvlan
 // need their parent.
 var kindOrder = map[string]int{format.KindLoopback: 0, format.KindBridge: 1, format.KindDummy: 1, format.KindVeth: 2, format.KindVlan: 3, format.KindMacvlan: 3}
@@ -324,6 +341,7 @@ func (r *replayer) createOuterVeth(l format.Link, attrs netlink.LinkAttrs, p vet
 	}
 	// Deleting the outer end removes the pair.
 	r.deleteLater(ph, p.peerName, nsLabel(p.peerNetns))
+	r.created(format.KindVeth, p.peerName, p.peerNetns)
 	peer, err := ph.LinkByName(p.peerName)
 	if err != nil {
 		return fmt.Errorf("find peer %s in %s: %w", p.peerName, nsLabel(p.peerNetns), err)
@@ -361,6 +379,7 @@ func (r *replayer) ensureBridge(ph *netlink.Handle, p vethPlan) (netlink.Link, e
 		return nil, fmt.Errorf("create bridge %s in %s: %w", p.bridge, nsLabel(p.peerNetns), err)
 	}
 	r.deleteLater(ph, p.bridge, nsLabel(p.peerNetns))
+	r.created(format.KindBridge, p.bridge, p.peerNetns)
 	if err := ph.LinkSetUp(nb); err != nil {
 		return nil, fmt.Errorf("set bridge %s up: %w", p.bridge, err)
 	}

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -46,35 +47,79 @@ func (d *Dir) Remove() error {
 	return nil
 }
 
-// KeepOnly deletes everything but the CRIU log file, whose path a failed
-// operation's error quotes; without a log, everything goes.
-func (d *Dir) KeepOnly(log string) error {
-	if _, err := os.Stat(log); err != nil {
-		return d.Remove()
-	}
-	if err := DetachMounts(d.Path); err != nil {
-		return err
-	}
+// LogDir keeps the CRIU log of each failed dump and restore, the last
+// KeptLogs of them: the staging directory, images included, goes.
+var LogDir = "/var/log/crtool"
+
+// KeptLogs is how many logs LogDir keeps; older ones are removed.
+const KeptLogs = 20
+
+// KeptLog is where a failed op ("dump", "restore") keeps its CRIU log:
+// a new name in LogDir, sortable by time.
+func KeptLog(op string) string {
+	return filepath.Join(LogDir, fmt.Sprintf("%s-%s-%d.log", op, time.Now().UTC().Format("20060102T150405.000000"), os.Getpid()))
+}
+
+// RemoveKeepingLog deletes the staging directory but moves the CRIU log
+// to keep (see KeptLog), whose path a failed operation's error quotes;
+// without a log, everything goes and nothing is kept.
+func (d *Dir) RemoveKeepingLog(log, keep string) error {
 	var errs []error
-	_ = filepath.WalkDir(d.Path, func(p string, e os.DirEntry, err error) error {
-		if err != nil || p == d.Path || p == log {
-			return nil
-		}
-		if e.IsDir() && (p == filepath.Dir(log) || isParent(p, log)) {
-			return nil
-		}
-		if err := os.RemoveAll(p); err != nil {
+	if _, err := os.Stat(log); err == nil {
+		if err := moveLog(log, keep); err != nil {
 			errs = append(errs, err)
 		}
-		if e.IsDir() {
-			return filepath.SkipDir
-		}
-		return nil
-	})
-	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("clean work directory %s: %w", d.Path, err)
 	}
-	return nil
+	errs = append(errs, d.Remove())
+	return errors.Join(errs...)
+}
+
+// moveLog moves log to keep and prunes the logs beyond KeptLogs.
+func moveLog(log, keep string) error {
+	dir := filepath.Dir(keep)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("keep CRIU log: %w", err)
+	}
+	if err := os.Rename(log, keep); err != nil {
+		// Another filesystem: copy.
+		b, rerr := os.ReadFile(log)
+		if rerr != nil {
+			return fmt.Errorf("keep CRIU log: %w", rerr)
+		}
+		if werr := os.WriteFile(keep, b, 0o600); werr != nil {
+			return fmt.Errorf("keep CRIU log: %w", werr)
+		}
+	}
+	return pruneLogs(dir, KeptLogs)
+}
+
+// pruneLogs removes all but the newest n logs in dir.
+func pruneLogs(dir string, n int) error {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return fmt.Errorf("prune %s: %w", dir, err)
+	}
+	var logs []string
+	for _, e := range entries {
+		if e.Type().IsRegular() && strings.HasSuffix(e.Name(), ".log") {
+			logs = append(logs, e.Name())
+		}
+	}
+	// Names start with the operation, then the time: order by the time.
+	sort.Slice(logs, func(i, j int) bool { return logTime(logs[i]) < logTime(logs[j]) })
+	var errs []error
+	for len(logs) > n {
+		if err := os.Remove(filepath.Join(dir, logs[0])); err != nil && !errors.Is(err, os.ErrNotExist) {
+			errs = append(errs, err)
+		}
+		logs = logs[1:]
+	}
+	return errors.Join(errs...)
+}
+
+func logTime(name string) string {
+	_, rest, _ := strings.Cut(name, "-")
+	return rest
 }
 
 // DetachMounts lazily unmounts every mount at or below dir, deepest first.
@@ -146,11 +191,6 @@ func unescapeMount(s string) string {
 		b.WriteByte(s[i])
 	}
 	return b.String()
-}
-
-func isParent(dir, p string) bool {
-	rel, err := filepath.Rel(dir, p)
-	return err == nil && rel != "." && rel[0] != '.'
 }
 
 // MoveImages moves the image directory to dst, which must not exist or be

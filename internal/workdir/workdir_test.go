@@ -10,7 +10,10 @@ import (
 	"github.com/crtool/crtool/internal/testutil"
 )
 
-func TestKeepOnlyLeavesTheLog(t *testing.T) {
+func TestRemoveKeepingLogKeepsOnlyTheLog(t *testing.T) {
+	old := LogDir
+	LogDir = t.TempDir()
+	t.Cleanup(func() { LogDir = old })
 	d, err := New(t.TempDir(), "t-", "checkpoint")
 	if err != nil {
 		t.Fatal(err)
@@ -18,34 +21,59 @@ func TestKeepOnlyLeavesTheLog(t *testing.T) {
 	for _, p := range []string{"checkpoint/pages-1.img", "checkpoint/dump.log", "spec.dump", "sub/x"} {
 		full := filepath.Join(d.Path, p)
 		_ = os.MkdirAll(filepath.Dir(full), 0o755)
-		if err := os.WriteFile(full, []byte("x"), 0o600); err != nil {
+		if err := os.WriteFile(full, []byte(p), 0o600); err != nil {
 			t.Fatal(err)
 		}
 	}
-	log := d.Log("dump.log")
-	if err := d.KeepOnly(log); err != nil {
+	keep := KeptLog("dump")
+	if err := d.RemoveKeepingLog(d.Log("dump.log"), keep); err != nil {
 		t.Fatal(err)
 	}
-	var left []string
-	_ = filepath.WalkDir(d.Path, func(p string, e os.DirEntry, err error) error {
-		if !e.IsDir() {
-			left = append(left, p)
-		}
-		return nil
-	})
-	if len(left) != 1 || left[0] != log {
-		t.Fatalf("left %v, want only %s", left, log)
+	if _, err := os.Stat(d.Path); !os.IsNotExist(err) {
+		t.Fatalf("work dir still there: %v", err)
+	}
+	if b, err := os.ReadFile(keep); err != nil || string(b) != "checkpoint/dump.log" {
+		t.Fatalf("kept log: %q, %v", b, err)
 	}
 }
 
-func TestKeepOnlyWithoutLogRemovesAll(t *testing.T) {
+func TestRemoveKeepingLogWithoutLogKeepsNothing(t *testing.T) {
+	old := LogDir
+	LogDir = filepath.Join(t.TempDir(), "logs")
+	t.Cleanup(func() { LogDir = old })
 	d, err := New(t.TempDir(), "t-", "checkpoint")
 	if err != nil {
 		t.Fatal(err)
 	}
-	d.KeepOnly(d.Log("dump.log"))
+	if err := d.RemoveKeepingLog(d.Log("dump.log"), KeptLog("dump")); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := os.Stat(d.Path); !os.IsNotExist(err) {
 		t.Fatalf("work dir still there: %v", err)
+	}
+	if _, err := os.Stat(LogDir); !os.IsNotExist(err) {
+		t.Fatalf("log directory created without a log: %v", err)
+	}
+}
+
+func TestPruneLogsKeepsTheNewest(t *testing.T) {
+	dir := t.TempDir()
+	names := []string{"restore-20260101T000003.000000-1.log", "dump-20260101T000001.000000-1.log", "dump-20260101T000002.000000-1.log", "restore-20260101T000004.000000-1.log"}
+	for _, n := range names {
+		if err := os.WriteFile(filepath.Join(dir, n), nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := pruneLogs(dir, 2); err != nil {
+		t.Fatal(err)
+	}
+	entries, _ := os.ReadDir(dir)
+	var left []string
+	for _, e := range entries {
+		left = append(left, e.Name())
+	}
+	if len(left) != 2 || left[0] != names[0] || left[1] != names[3] {
+		t.Fatalf("left %v, want the two newest", left)
 	}
 }
 
