@@ -29,14 +29,14 @@ archive is complete and synced; then it is stopped (or, with
 dump is interrupted, the container is thawed and keeps running and no file
 is left under the archive's name.
 
-A container crtool restored is named instead of --pid: crtool dump NAME
+A container crtool restored is named instead of --pid: crtool dump [flags] NAME
 (or --name NAME without --pid) finds its init through the record crtool ps
 reads; a dump of it without --leave-running also removes it as crtool rm
 does.
 
 Example:
    crtool dump --pid 4242 -f web.tar.gz
-   crtool dump web -f web.tar.gz`,
+   crtool dump -f web.tar.gz web`,
 		BashComplete: completeNames,
 		Flags: []cli.Flag{
 			&cli.IntFlag{Name: "pid", Aliases: []string{"p"}, Usage: "PID of the container's init (the first process of its PID namespace or cgroup)"},
@@ -133,9 +133,12 @@ Example:
 // NAME argument, or --name without --pid when crtool restored a container
 // of that name; "" for a dump by --pid.
 func restoredName(c *cli.Context) (string, error) {
+	if err := flagsFirst(c, "dump [flags] NAME"); err != nil {
+		return "", err
+	}
 	switch {
 	case c.NArg() > 1:
-		return "", usageError{fmt.Errorf("dump takes one container name (got %d arguments): crtool dump NAME -f ARCHIVE", c.NArg())}
+		return "", usageError{fmt.Errorf("dump takes one container name (got %d arguments): crtool dump -f ARCHIVE NAME", c.NArg())}
 	case c.NArg() == 1 && c.IsSet("pid"):
 		return "", usageError{errors.New("NAME and --pid cannot be combined: give one of them")}
 	case c.NArg() == 1:

@@ -165,6 +165,17 @@ func withUsageErrors(cmd *cli.Command) *cli.Command {
 	return cmd
 }
 
+// flagsFirst refuses a flag after a command's arguments, which urfave/cli
+// would take for one more argument: flags come first, as with podman.
+func flagsFirst(c *cli.Context, usage string) error {
+	for _, a := range c.Args().Slice() {
+		if strings.HasPrefix(a, "-") && a != "-" {
+			return usageError{fmt.Errorf("flag %s after the arguments: flags go first (crtool %s)", a, usage)}
+		}
+	}
+	return nil
+}
+
 // terminal returns w when it is a file (a terminal, perhaps) for progress
 // bars; the progress package draws only on terminals.
 func terminal(w io.Writer) *os.File {

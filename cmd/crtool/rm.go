@@ -3,6 +3,8 @@ package main
 import (
 	"errors"
 	"fmt"
+	"os"
+	"strings"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -42,6 +44,9 @@ Example:
 			if c.NArg() == 0 {
 				return usageError{errors.New("rm needs the name of a container (crtool ps -a lists them)")}
 			}
+			if err := flagsFirst(c, "rm [-f] [-t SECONDS] NAME..."); err != nil {
+				return err
+			}
 			opts := containers.RemoveOptions{
 				Force:   c.Bool("force"),
 				Timeout: time.Duration(c.Uint("time")) * time.Second,
@@ -64,8 +69,13 @@ Example:
 	})
 }
 
-// completeNames offers the names of the containers crtool restored.
+// completeNames offers the names of the containers crtool restored, or
+// the command's flags after a "-".
 func completeNames(c *cli.Context) {
+	if n := len(os.Args); n > 2 && strings.HasPrefix(os.Args[n-2], "-") {
+		cli.DefaultCompleteWithFlags(c.Command)(c)
+		return
+	}
 	entries, err := containers.List(true)
 	if err != nil {
 		return
