@@ -93,6 +93,14 @@ func manCommand() *cli.Command {
 		Usage:  "print the manual page (roff), as make man installs it",
 		Hidden: true,
 		Action: func(c *cli.Context) error {
+			// urfave/cli's page shows a command's usage text, not its
+			// description: give each the synopsis and description its
+			// --help shows.
+			for _, cmd := range c.App.Commands {
+				if cmd.UsageText == "" && cmd.Description != "" {
+					cmd.UsageText = strings.TrimSpace("crtool "+cmd.Name+" [options] "+cmd.ArgsUsage) + "\n\n" + cmd.Description
+				}
+			}
 			s, err := c.App.ToManWithSection(8)
 			if err != nil {
 				return fmt.Errorf("generate the manual page: %w", err)

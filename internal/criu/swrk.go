@@ -129,8 +129,10 @@ func (b *Binary) Run(ctx context.Context, req Request) (*rpc.CriuResp, error) {
 		if ctx.Err() != nil {
 			cause, err = "interrupted", ctx.Err()
 		}
-		e := &Error{Op: op, Cause: cause, Log: cmp.Or(req.KeptLog, req.LogPath), Err: err}
-		if req.LogPath != "" {
+		e := &Error{Op: op, Cause: cause, Err: err}
+		// A CRIU that died before it opened its log leaves none to name.
+		if _, err := os.Stat(req.LogPath); req.LogPath != "" && err == nil {
+			e.Log = cmp.Or(req.KeptLog, req.LogPath)
 			e.Lines = LogErrors(req.LogPath, maxQuoted)
 		}
 		if len(e.Lines) == 0 && stderr.Len() > 0 {
