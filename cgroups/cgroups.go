@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -80,8 +81,15 @@ func Dir(h, p string) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	return dirIn(mnt, root, h, p)
+}
+
+// dirIn is Dir for hierarchy h mounted at mnt with the cgroup root as its
+// root: a mount inside a cgroup namespace, or of a subtree, shows only the
+// cgroups below root.
+func dirIn(mnt, root, h, p string) (string, error) {
 	rel, ok := strings.CutPrefix(p, root)
-	if !ok {
+	if !ok || root != "/" && rel != "" && rel[0] != '/' {
 		return "", fmt.Errorf("cgroup %s of hierarchy %q is outside this mount namespace's view (%s)", p, h, root)
 	}
 	return filepath.Join(mnt, rel), nil
@@ -157,21 +165,33 @@ func (s Set) Missing() ([]string, error) {
 			return nil, err
 		}
 		mnt, _ := MountPoint(k)
-		var chain []string
-		for p := d; p != mnt && p != "/" && p != "."; p = filepath.Dir(p) {
-			if _, err := os.Stat(p); err == nil {
-				break
-			}
-			chain = append(chain, p)
-		}
-		for i := len(chain) - 1; i >= 0; i-- {
-			if !seen[chain[i]] {
-				seen[chain[i]] = true
-				missing = append(missing, chain[i])
+		for _, p := range toCreate(d, mnt, exists) {
+			if !seen[p] {
+				seen[p] = true
+				missing = append(missing, p)
 			}
 		}
 	}
 	return missing, nil
+}
+
+// toCreate lists the directories from below mnt down to d, parents first,
+// that do not exist yet.
+func toCreate(d, mnt string, exists func(string) bool) []string {
+	var chain []string
+	for p := d; p != mnt && p != "/" && p != "."; p = filepath.Dir(p) {
+		if exists(p) {
+			break
+		}
+		chain = append(chain, p)
+	}
+	slices.Reverse(chain)
+	return chain
+}
+
+func exists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
 }
 
 // Kill sends SIGKILL to every process in dir and its descendants and waits

@@ -6,13 +6,16 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
+	"sort"
 	"strconv"
 	"strings"
 
 	"github.com/crtool/crtool/cgroups"
 	"github.com/crtool/crtool/internal/criu"
+	"github.com/crtool/crtool/internal/guardian"
 )
 
 // Item is one line of the report.
@@ -70,16 +73,43 @@ func Run(ctx context.Context, o Options) *Report {
 		r.add(networkLock(ctx, bin))
 	}
 	r.add(cgroupLayout())
+	r.add(leftovers())
 	return r
+}
+
+// leftovers reports journals of runs that died with their guardian (or
+// with the host): changes nobody has undone yet.
+func leftovers() Item {
+	stale, err := guardian.Leftovers()
+	if err != nil {
+		return Item{Name: "leftovers", Value: "unknown", Fix: fmt.Sprintf("read crtool's journals: %v", err)}
+	}
+	if len(stale) == 0 {
+		return Item{Name: "leftovers", Value: "none", OK: true}
+	}
+	var lines []string
+	for _, s := range stale {
+		lines = append(lines, s.Describe())
+	}
+	return Item{
+		Name:   "leftovers",
+		Value:  fmt.Sprintf("%d interrupted run(s) left changes on this host", len(stale)),
+		Detail: strings.Join(lines, "\n"),
+		Fix:    "run crtool recover to undo them (crtool check -v lists them)",
+	}
 }
 
 // privileges checks euid 0 and the capabilities a dump needs. Lacking
 // CAP_SYS_RESOURCE only limits what can be dumped, so it is a note.
 func privileges() Item {
-	if os.Geteuid() != 0 {
-		return Item{Name: "privileges", Value: fmt.Sprintf("euid %d", os.Geteuid()), Fix: "run crtool as root (sudo)"}
+	return privilegesOf(os.Geteuid(), capEff())
+}
+
+// privilegesOf judges an effective uid and capability mask.
+func privilegesOf(euid int, eff uint64) Item {
+	if euid != 0 {
+		return Item{Name: "privileges", Value: fmt.Sprintf("euid %d", euid), Fix: "run crtool as root (sudo)"}
 	}
-	eff := capEff()
 	need := map[int]string{21: "CAP_SYS_ADMIN", 19: "CAP_SYS_PTRACE", 12: "CAP_NET_ADMIN", 5: "CAP_KILL"}
 	var missing []string
 	for bit, name := range need {
@@ -87,6 +117,7 @@ func privileges() Item {
 			missing = append(missing, name)
 		}
 	}
+	sort.Strings(missing)
 	if len(missing) > 0 {
 		return Item{Name: "privileges", Value: "root, missing " + strings.Join(missing, ", "), Fix: "run crtool with full root capabilities (not in a restricted container)"}
 	}
@@ -103,7 +134,12 @@ func capEff() uint64 {
 		return 0
 	}
 	defer f.Close()
-	sc := bufio.NewScanner(f)
+	return capEffOf(f)
+}
+
+// capEffOf reads the CapEff line of a /proc/PID/status.
+func capEffOf(status io.Reader) uint64 {
+	sc := bufio.NewScanner(status)
 	for sc.Scan() {
 		if v, ok := strings.CutPrefix(sc.Text(), "CapEff:"); ok {
 			n, _ := strconv.ParseUint(strings.TrimSpace(v), 16, 64)

@@ -101,12 +101,16 @@ func checkInit(pid int, comm string, st map[string]string, freezerDir string) er
 		}
 		return fmt.Errorf("pid %d (%s): %w: it is pid %s in its PID namespace", pid, comm, ErrNotContainerInit, inner)
 	}
-	// Without a PID namespace of its own, it must be the ancestor of every
-	// other process in its cgroup.
 	pids, err := cgroups.Pids(freezerDir)
 	if err != nil {
 		return err
 	}
+	return checkCgroupTree(pid, comm, st, freezerDir, pids)
+}
+
+// checkCgroupTree accepts pid, which has no PID namespace of its own, if
+// it is the ancestor of every other process of its cgroup (pids).
+func checkCgroupTree(pid int, comm string, st map[string]string, freezerDir string, pids []int) error {
 	ppid, _ := strconv.Atoi(st["PPid"])
 	for _, p := range pids {
 		if p == ppid {

@@ -26,8 +26,10 @@ import (
 	"github.com/crtool/crtool/internal/archive"
 	"github.com/crtool/crtool/internal/criu"
 	"github.com/crtool/crtool/internal/criuimg"
+	"github.com/crtool/crtool/internal/guardian"
 	"github.com/crtool/crtool/internal/network"
 	"github.com/crtool/crtool/internal/podman"
+	"github.com/crtool/crtool/internal/testpoint"
 	"github.com/crtool/crtool/internal/undo"
 	"github.com/crtool/crtool/internal/workdir"
 )
@@ -141,6 +143,7 @@ type dumper struct {
 	fr       *freezer.Freezer
 	thawed   bool
 	rollback undo.Stack
+	guard    *guardian.Guard
 
 	// netns is the container's network namespace, held open so that it can
 	// be unlocked and cleaned after its processes are gone; nil when the
@@ -175,12 +178,10 @@ func Run(ctx context.Context, opts Options) (res *Result, err error) {
 	}
 	defer func() {
 		if err != nil {
-			// The dump's error is what the user acts on; a step of the
-			// rollback that failed is reported beside it, never hidden.
-			for _, f := range undo.Failures(d.rollback.Run()) {
-				d.opts.warnf("%v", f)
-			}
+			d.abort()
 		}
+		// Committed, or undone above: the guardian has nothing to do.
+		d.guard.Done(&d.rollback)
 		if d.netns != nil {
 			d.netns.Close()
 		}
@@ -206,6 +207,12 @@ func (d *dumper) prepare(ctx context.Context) (err error) {
 		return err
 	}
 	d.c = c
+	// The lock keeps other crtools off this container before anything is
+	// looked at closely; from the first change to the host on, a guardian
+	// undoes what the journal lists if this process dies.
+	if d.guard, err = guardian.Start("dump", c.freezerDir, &d.rollback); err != nil {
+		return err
+	}
 	if d.mounts, err = readMounts(c.pid); err != nil {
 		return err
 	}
@@ -238,7 +245,10 @@ func (d *dumper) prepare(ctx context.Context) (err error) {
 		return err
 	}
 	d.log, d.keptLog = d.wd.Log("dump.log"), workdir.KeptLog("dump")
-	d.rollback.Push("remove work directory "+d.wd.Path, func() error { return d.wd.RemoveKeepingLog(d.log, d.keptLog) })
+	if err := d.rollback.PushRecord("remove work directory "+d.wd.Path, guardian.KeepLog(d.wd.Path, d.log, d.keptLog), func() error { return d.wd.RemoveKeepingLog(d.log, d.keptLog) }); err != nil {
+		return err
+	}
+	testpoint.Reach("dump-prepared")
 	if err := os.Mkdir(d.wd.Images, 0o700); err != nil {
 		return fmt.Errorf("create image directory: %w", err)
 	}
@@ -261,7 +271,19 @@ func (d *dumper) freeze(ctx context.Context) error {
 			return err
 		}
 		d.lock = lock
-		d.rollback.Push("unlock network of pid "+strconv.Itoa(d.c.pid), d.unlock)
+		ns := fmt.Sprintf("/proc/%d/ns/net", d.c.pid)
+		if err := d.rollback.PushRecord("unlock network of pid "+strconv.Itoa(d.c.pid), guardian.DeleteTable(ns, lock.Table), d.unlock); err != nil {
+			return err
+		}
+		// CRIU's own lock, should CRIU die with it in place.
+		if err := d.rollback.PushRecord("remove CRIU's network lock of pid "+strconv.Itoa(d.c.pid), guardian.DeleteTablesExcept(ns, network.CRIUTablePrefix, d.criuLocks), func() error { return nil }); err != nil {
+			return err
+		}
+	}
+	// The thaw is journaled before the freeze: a crtool killed while the
+	// kernel freezes must not leave the cgroup freezing.
+	if err := d.rollback.PushRecord("thaw "+d.c.freezerDir, guardian.Thaw(d.c.freezerDir), d.thaw); err != nil {
+		return err
 	}
 	d.opts.logf("freezing %s", d.c.freezerDir)
 	took, err := d.fr.Freeze(ctx, d.opts.FreezeTimeout)
@@ -269,7 +291,7 @@ func (d *dumper) freeze(ctx context.Context) error {
 		return err
 	}
 	d.freezeTook, d.frozenAt = took, time.Now()
-	d.rollback.Push("thaw "+d.c.freezerDir, d.thaw)
+	testpoint.Reach("dump-frozen")
 	d.opts.logf("froze %s in %v", d.c.freezerDir, took)
 	return nil
 }
@@ -364,6 +386,7 @@ func (d *dumper) checkpoint(ctx context.Context) error {
 		Opts:    criuDumpOptions(d.c, int32(imgFd.Fd()), d.ext, d.files, d.opts),
 		LogPath: d.log,
 		KeptLog: d.keptLog,
+		Notify:  testpoint.CRIU("dump-criu", "post-dump"),
 	}
 	criuStart := time.Now()
 	_, err = d.bin.Run(ctx, req)
@@ -406,12 +429,30 @@ func (d *dumper) pack(ctx context.Context) (err error) {
 		return err
 	}
 	writeStart := time.Now()
-	_, err = archive.WriteFile(ctx, d.opts.Output, d.wd.Path, archive.WriteOptions{Compression: d.opts.Compression, Progress: d.opts.Progress})
+	if d.opts.Output != "-" {
+		// A temporary archive a killed crtool left next to the target.
+		tmp := filepath.Join(filepath.Dir(d.opts.Output), "."+filepath.Base(d.opts.Output)+archive.TempSuffix+"*")
+		if err := d.rollback.PushRecord("remove temporary archives "+tmp, guardian.RemoveGlob(tmp), func() error { return nil }); err != nil {
+			return err
+		}
+	}
+	progress := d.opts.Progress
+	if testpoint.Active("dump-writing") {
+		progress = func(done, total int64) {
+			if done > 0 {
+				testpoint.Reach("dump-writing")
+			}
+		}
+	}
+	_, err = archive.WriteFile(ctx, d.opts.Output, d.wd.Path, archive.WriteOptions{Compression: d.opts.Compression, Progress: progress})
 	if err != nil {
 		return fmt.Errorf("write %s: %w", d.opts.Output, err)
 	}
 	if d.opts.Output != "-" {
-		d.rollback.Push("remove "+d.opts.Output, func() error { return os.Remove(d.opts.Output) })
+		if err := d.rollback.PushRecord("remove "+d.opts.Output, guardian.Remove(d.opts.Output), func() error { return os.Remove(d.opts.Output) }); err != nil {
+			return err
+		}
+		testpoint.Reach("dump-written")
 	}
 	d.writeTook = time.Since(writeStart)
 	if err := ctx.Err(); err != nil {

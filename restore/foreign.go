@@ -36,10 +36,8 @@ type foreign struct {
 // whose lower layer is lower (the image's root filesystem, never modified)
 // and whose root directory has the mode CRIU recorded, which it checks.
 func (f *foreign) mountOverlay(lower string) (string, error) {
-	for _, d := range []string{"upper", "work", "merged", "userdata/shm"} {
-		if err := os.MkdirAll(filepath.Join(f.Dir, d), 0o700); err != nil {
-			return "", fmt.Errorf("create %s: %w", f.Dir, err)
-		}
+	if err := f.makeDirs(); err != nil {
+		return "", err
 	}
 	// The overlay's root directory takes its mode and owner from the upper
 	// directory.
@@ -64,6 +62,17 @@ func (f *foreign) mountOverlay(lower string) (string, error) {
 		return "", fmt.Errorf("mount an overlay over %s: %w", lower, err)
 	}
 	return merged, nil
+}
+
+// makeDirs lays out the state directory: the overlay's directories and
+// userdata, where the files that replace Podman's go.
+func (f *foreign) makeDirs() error {
+	for _, d := range []string{"upper", "work", "merged", "userdata/shm"} {
+		if err := os.MkdirAll(filepath.Join(f.Dir, d), 0o700); err != nil {
+			return fmt.Errorf("create %s: %w", f.Dir, err)
+		}
+	}
+	return nil
 }
 
 // fill gives root what the container had besides its image: the
@@ -182,7 +191,8 @@ func (f *foreign) writeUserdata(ctx context.Context, stage string) error {
 	if err := os.MkdirAll(shmDir, 0o700); err != nil {
 		return err
 	}
-	if err := os.Chmod(shmDir, 0o1777); err != nil {
+	// os.FileMode spells the sticky bit ModeSticky: 0o1777 would drop it.
+	if err := os.Chmod(shmDir, 0o777|os.ModeSticky); err != nil {
 		return err
 	}
 	if shm, err := os.Open(filepath.Join(stage, format.DevShmCheckpointTar)); err == nil {

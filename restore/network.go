@@ -9,6 +9,7 @@ import (
 
 	"github.com/crtool/crtool/format"
 	"github.com/crtool/crtool/internal/errdefs"
+	"github.com/crtool/crtool/internal/guardian"
 	"github.com/crtool/crtool/internal/network"
 	"github.com/crtool/crtool/internal/undo"
 )
@@ -23,10 +24,10 @@ type netPlan struct {
 	stale   []network.Lock // locks left by the dump in a namespace we join
 	// outer are the links this restore created outside the namespace.
 	outer []network.OuterLink
-	// rollback removes what the plan created, newest first: the lock, the
-	// links and bridges Replay made (outside the namespace too), the
-	// namespace.
-	rollback undo.Stack
+	// rollback is the restore's: it removes what the plan created, newest
+	// first (the lock, the links and bridges Replay made, outside the
+	// namespace too, the namespace), and journals it for the guardian.
+	rollback *undo.Stack
 }
 
 // planNetwork prepares the container's network namespace. With --netns, or
@@ -34,7 +35,7 @@ type netPlan struct {
 // otherwise a new namespace is built from the recorded configuration, its
 // links kept down until (for established connections) a drop-all lock is in
 // place, so no peer ever meets a reset.
-func planNetwork(md *format.Metadata, opts Options) (p *netPlan, err error) {
+func planNetwork(md *format.Metadata, opts Options, rollback *undo.Stack) (p *netPlan, err error) {
 	ns := md.Namespaces["net"]
 	if ns.Shared {
 		if opts.Netns != "" {
@@ -42,12 +43,11 @@ func planNetwork(md *format.Metadata, opts Options) (p *netPlan, err error) {
 		}
 		return nil, nil
 	}
-	p = &netPlan{}
+	p = &netPlan{rollback: rollback}
 	defer func() {
 		if err != nil {
-			// The plan's error is the one to report; what its own undo
-			// could not remove is joined to it, never dropped.
-			err = errors.Join(err, p.undo())
+			// What the plan created is on the restore's rollback.
+			p.close()
 		}
 	}()
 	switch {
@@ -123,8 +123,10 @@ func (p *netPlan) rebuild(md *format.Metadata, opts Options) error {
 		return err
 	}
 	p.path, p.created = path, name
-	p.rollback.Push("delete network namespace "+name, func() error { return network.DeleteNamed(name) })
-	if err := network.Replay(path, md.Network, ropts, &p.rollback); err != nil {
+	if err := p.rollback.PushRecord("delete network namespace "+name, guardian.DeleteNetns(name), func() error { return network.DeleteNamed(name) }); err != nil {
+		return err
+	}
+	if err := network.Replay(path, md.Network, ropts, p.rollback); err != nil {
 		return err
 	}
 	if opts.TCPEstablished {
@@ -132,7 +134,9 @@ func (p *netPlan) rebuild(md *format.Metadata, opts Options) error {
 			return err
 		}
 		lock := p.lock
-		p.rollback.Push("unlock network namespace "+name, lock.Unlock)
+		if err := p.rollback.PushRecord("unlock network namespace "+name, guardian.DeleteTable(path, lock.Table), lock.Unlock); err != nil {
+			return err
+		}
 		if err := network.SetLinksUp(path, md.Network); err != nil {
 			return err
 		}
@@ -164,6 +168,15 @@ func hasAddresses(path string, want *format.Config) error {
 	if err != nil {
 		return err
 	}
+	if missing := missingAddresses(have, want); len(missing) > 0 {
+		return errdefs.Newf(errdefs.ErrConflict, "network namespace %s lacks the container's addresses (%s): delete it so crtool rebuilds it, or pass --netns PATH", path, strings.Join(missing, ", "))
+	}
+	return nil
+}
+
+// missingAddresses are the recorded addresses (CIDR) that have lacks; the
+// kernel's own (link-local IPv6 and the like) come back by themselves.
+func missingAddresses(have []string, want *format.Config) []string {
 	got := map[string]bool{}
 	for _, a := range have {
 		got[a] = true
@@ -174,10 +187,7 @@ func hasAddresses(path string, want *format.Config) error {
 			missing = append(missing, a.CIDR)
 		}
 	}
-	if len(missing) > 0 {
-		return errdefs.Newf(errdefs.ErrConflict, "network namespace %s lacks the container's addresses (%s): delete it so crtool rebuilds it, or pass --netns PATH", path, strings.Join(missing, ", "))
-	}
-	return nil
+	return missing
 }
 
 // afterRestore lifts the locks once CRIU has restored the sockets.
@@ -197,18 +207,6 @@ func (p *netPlan) afterRestore() error {
 	}
 	p.stale = nil
 	return errors.Join(errs...)
-}
-
-// undo removes what the plan created: the lock, the links and bridges
-// Replay made, and the namespace (whose veth pairs, host ends included, go
-// with it).
-func (p *netPlan) undo() error {
-	if p == nil {
-		return nil
-	}
-	p.close()
-	p.lock = nil
-	return p.rollback.Run()
 }
 
 func (p *netPlan) close() {

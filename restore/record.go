@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/crtool/crtool/internal/errdefs"
+	"github.com/crtool/crtool/internal/guardian"
 	"github.com/crtool/crtool/internal/record"
 )
 
@@ -30,12 +31,16 @@ func (r *restorer) commit(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("restored pid %d is gone right after the restore: see %s", r.pid, r.keptLog)
 	}
-	rec := r.record(init)
-	if err := record.Save(rec); err != nil {
+	file, err := record.Path(r.name)
+	if err != nil {
 		return err
 	}
-	r.rollback.Push("remove the record of "+r.name, func() error { return record.Delete(r.name) })
-	return nil
+	// Journaled first: a crtool killed right after the write leaves no
+	// record of a container its guardian removed.
+	if err := r.rollback.PushRecord("remove the record of "+r.name, guardian.Remove(file), func() error { return record.Delete(r.name) }); err != nil {
+		return err
+	}
+	return record.Save(r.record(init))
 }
 
 // record describes what this restore created.

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"time"
 
@@ -22,7 +23,9 @@ import (
 	"github.com/crtool/crtool/internal/criu"
 	"github.com/crtool/crtool/internal/criuimg"
 	"github.com/crtool/crtool/internal/errdefs"
+	"github.com/crtool/crtool/internal/guardian"
 	"github.com/crtool/crtool/internal/podman"
+	"github.com/crtool/crtool/internal/testpoint"
 	"github.com/crtool/crtool/internal/undo"
 	"github.com/crtool/crtool/internal/workdir"
 )
@@ -140,6 +143,7 @@ type restorer struct {
 	pid      int
 	criuTook time.Duration
 	rollback undo.Stack
+	guard    *guardian.Guard
 }
 
 // Run restores the archive opts.Input. On failure it removes what it created
@@ -156,12 +160,10 @@ func Run(ctx context.Context, opts Options) (res *Result, err error) {
 	defer func() {
 		r.closeFiles()
 		if err != nil {
-			// The restore's error is what the user acts on; a piece the
-			// rollback could not remove is reported beside it.
-			for _, f := range undo.Failures(r.rollback.Run()) {
-				r.opts.warnf("%v", f)
-			}
+			r.abort()
 		}
+		// Committed, or undone above: the guardian has nothing to do.
+		r.guard.Done(&r.rollback)
 	}()
 	steps := []func(context.Context) error{
 		r.unpack, r.describe, r.prepareRoot, r.prepareCgroups, r.prepareNetwork, r.prepareFiles, r.restore, r.resume, r.commit,
@@ -176,16 +178,31 @@ func Run(ctx context.Context, opts Options) (res *Result, err error) {
 }
 
 // unpack extracts the archive into a new work directory.
-func (r *restorer) unpack(ctx context.Context) error {
+func (r *restorer) unpack(ctx context.Context) (err error) {
+	// From here on the host changes: a guardian undoes what the journal
+	// lists if this process dies. Two restores of one archive at once
+	// would fight over its names, so the archive is the lock's subject.
+	subject := fmt.Sprintf("stdin of crtool pid %d", os.Getpid())
+	if r.opts.Input != format.Stdio {
+		if subject, err = filepath.Abs(r.opts.Input); err != nil {
+			return err
+		}
+	}
+	if r.guard, err = guardian.Start("restore", subject, &r.rollback); err != nil {
+		return err
+	}
 	wd, err := workdir.New(r.opts.WorkDir, "crtool-restore-", format.CheckpointDir)
 	if err != nil {
 		return err
 	}
 	r.wd, r.log, r.keptLog = wd, wd.Log("restore.log"), workdir.KeptLog("restore")
-	r.rollback.Push("remove work directory "+wd.Path, func() error { return wd.RemoveKeepingLog(r.log, r.keptLog) })
+	if err := r.rollback.PushRecord("remove work directory "+wd.Path, guardian.KeepLog(wd.Path, r.log, r.keptLog), func() error { return wd.RemoveKeepingLog(r.log, r.keptLog) }); err != nil {
+		return err
+	}
 	if err := unpack(ctx, r.opts.Input, wd.Path, r.opts.Progress); err != nil {
 		return err
 	}
+	testpoint.Reach("restore-unpacked")
 	if _, err := os.Stat(filepath.Join(wd.Images, format.InventoryImage)); err != nil {
 		return errdefs.Newf(errdefs.ErrInvalidArchive, "%s: %s/%s is missing", r.opts.Input, format.CheckpointDir, format.InventoryImage)
 	}
@@ -238,7 +255,9 @@ func (r *restorer) prepareRoot(ctx context.Context) error {
 	if err := r.fg.create(); err != nil {
 		return err
 	}
-	r.rollback.Push("remove "+r.fg.Dir, r.fg.remove)
+	if err := r.rollback.PushRecord("remove "+r.fg.Dir, guardian.Remove(r.fg.Dir), r.fg.remove); err != nil {
+		return err
+	}
 	root, err := r.fg.mountOverlay(r.root)
 	if err != nil {
 		return err
@@ -263,7 +282,17 @@ func (r *restorer) prepareCgroups(ctx context.Context) error {
 	}
 	cg := r.cg
 	r.cgMade = created
-	r.rollback.Push("remove the container's cgroups", func() error { return removeCgroups(cg, created) })
+	var dirs []string
+	for _, d := range cg.Dirs() {
+		dirs = append(dirs, d)
+	}
+	sort.Strings(dirs)
+	if err := r.rollback.PushRecord("remove the cgroups the restore created", guardian.RemoveCgroups(created), func() error { return cgroups.Remove(created) }); err != nil {
+		return err
+	}
+	if err := r.rollback.PushRecord("kill what the restore left in the container's cgroups", guardian.KillCgroups(dirs), func() error { return killCgroups(cg) }); err != nil {
+		return err
+	}
 	if r.extMnt, err = mapMounts(r.md); err != nil {
 		return err
 	}
@@ -272,12 +301,11 @@ func (r *restorer) prepareCgroups(ctx context.Context) error {
 
 // prepareNetwork joins or rebuilds the network namespace.
 func (r *restorer) prepareNetwork(ctx context.Context) error {
-	net, err := planNetwork(r.md, r.opts)
+	net, err := planNetwork(r.md, r.opts, &r.rollback)
 	if err != nil {
 		return err
 	}
 	r.net = net
-	r.rollback.Push("remove the rebuilt network", net.undo)
 	if net != nil {
 		r.inherit = append(r.inherit, r.inheritFd(format.NetnsKey, net.file))
 		net.file = nil // closed with the other files
@@ -327,6 +355,7 @@ func (r *restorer) restore(ctx context.Context) error {
 		Files:   r.files,
 		LogPath: r.log,
 		KeptLog: r.keptLog,
+		Notify:  testpoint.CRIU("restore-criu", "pre-resume"),
 	}
 	r.opts.logf("restoring %s (root %s)", r.name, r.root)
 	start := time.Now()
@@ -336,7 +365,11 @@ func (r *restorer) restore(ctx context.Context) error {
 	}
 	r.criuTook = time.Since(start)
 	r.pid = int(resp.GetRestore().GetPid())
-	return r.net.afterRestore()
+	if err := r.net.afterRestore(); err != nil {
+		return err
+	}
+	testpoint.Reach("restore-restored")
+	return nil
 }
 
 // resume thaws the container: CRIU restores the freezer state it recorded,
@@ -395,7 +428,9 @@ func criuRestoreOptions(imgFd int32, root string, md *format.Metadata, o Options
 
 // unpack extracts the archive into dir.
 func unpack(ctx context.Context, input, dir string, progress func(done, total int64)) error {
-	var r io.Reader = os.Stdin
+	// A read of stdin blocks until the next byte arrives; Ctrl-C must end
+	// the restore at once.
+	var r io.Reader = &cancelableReader{ctx: ctx, r: os.Stdin}
 	total := int64(-1)
 	if input != "-" {
 		f, err := os.Open(input)
@@ -415,6 +450,41 @@ func unpack(ctx context.Context, input, dir string, progress func(done, total in
 		return fmt.Errorf("%s: %w", input, err)
 	}
 	return nil
+}
+
+// cancelableReader returns ctx's error as soon as ctx is done, even while
+// a read is blocked; that read finishes in the background, and its data is
+// dropped, as the restore has ended.
+type cancelableReader struct {
+	ctx context.Context
+	r   io.Reader
+	buf []byte // reused: a read that returned is no longer using it
+}
+
+func (c *cancelableReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	type result struct {
+		n   int
+		err error
+	}
+	if cap(c.buf) < len(p) {
+		c.buf = make([]byte, len(p))
+	}
+	buf := c.buf[:len(p)]
+	done := make(chan result, 1)
+	go func() {
+		n, err := c.r.Read(buf)
+		done <- result{n, err}
+	}()
+	select {
+	case res := <-done:
+		copy(p, buf[:res.n])
+		return res.n, res.err
+	case <-c.ctx.Done():
+		return 0, c.ctx.Err()
+	}
 }
 
 // countingReader reports the bytes read so far to a progress callback.
@@ -450,9 +520,8 @@ func checkCgroupsFree(cg cgroups.Set) error {
 	return nil
 }
 
-// removeCgroups kills what a failed restore left in the container's cgroups
-// and removes the cgroups the restore created.
-func removeCgroups(cg cgroups.Set, created []string) error {
+// killCgroups kills what a failed restore left in the container's cgroups.
+func killCgroups(cg cgroups.Set) error {
 	var errs []error
 	if p, ok := cg["freezer"]; ok {
 		if err := thaw("freezer", p); err != nil && !errors.Is(err, os.ErrNotExist) {
@@ -464,7 +533,6 @@ func removeCgroups(cg cgroups.Set, created []string) error {
 			errs = append(errs, err)
 		}
 	}
-	errs = append(errs, cgroups.Remove(created))
 	return errors.Join(errs...)
 }
 

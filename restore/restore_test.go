@@ -9,6 +9,7 @@ import (
 
 	"github.com/crtool/crtool/cgroups"
 	"github.com/crtool/crtool/format"
+	"github.com/crtool/crtool/internal/undo"
 )
 
 func TestMapMounts(t *testing.T) {
@@ -47,10 +48,10 @@ func TestCriuRestoreOptions(t *testing.T) {
 
 func TestNetnsFlagForHostNetwork(t *testing.T) {
 	md := &format.Metadata{Namespaces: map[string]format.Namespace{"net": {Shared: true}}}
-	if p, err := planNetwork(md, Options{}); p != nil || err != nil {
+	if p, err := planNetwork(md, Options{}, &undo.Stack{}); p != nil || err != nil {
 		t.Fatalf("host network: %v %v", p, err)
 	}
-	if _, err := planNetwork(md, Options{Netns: "/run/netns/x"}); err == nil || !strings.Contains(err.Error(), "does not apply") {
+	if _, err := planNetwork(md, Options{Netns: "/run/netns/x"}, &undo.Stack{}); err == nil || !strings.Contains(err.Error(), "does not apply") {
 		t.Fatalf("--netns with a host-network container: %v", err)
 	}
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/crtool/crtool/dump"
 	"github.com/crtool/crtool/internal/criu"
 	"github.com/crtool/crtool/internal/errdefs"
+	"github.com/crtool/crtool/internal/guardian"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -28,23 +29,43 @@ var version = "dev"
 
 // Exit codes, decided here only, from the error's class (internal/errdefs).
 const (
-	exitOK       = 0
-	exitFailed   = 1   // the operation failed; the archive or host stands in the way
-	exitUsage    = 2   // bad flags or arguments
-	exitMissing  = 3   // a prerequisite is missing: root, CRIU
-	exitCanceled = 130 // interrupted (SIGINT or SIGTERM); nothing was changed
+	exitOK         = 0
+	exitFailed     = 1   // the operation failed; the archive or host stands in the way
+	exitUsage      = 2   // bad flags or arguments
+	exitMissing    = 3   // a prerequisite is missing: root, CRIU
+	exitCanceled   = 130 // interrupted by SIGINT; nothing was changed
+	exitTerminated = 143 // interrupted by SIGTERM; nothing was changed
 )
 
 // usageError marks errors in how crtool was called.
 type usageError struct{ error }
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == guardian.Command {
+		os.Exit(guardian.Main(os.Args[2:]))
+	}
+	if exe, err := os.Executable(); err == nil {
+		guardian.Exe = exe
+	}
 	os.Exit(run(os.Args, os.Stdout, os.Stderr))
 }
 
+// interrupted is the cause of the context's cancellation on a signal.
+type interrupted struct{ sig os.Signal }
+
+func (i interrupted) Error() string { return "interrupted by " + i.sig.String() }
+
 func run(args []string, stdout, stderr io.Writer) int {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
+	ctx, cancel := context.WithCancelCause(context.Background())
+	defer cancel(nil)
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+	go func() {
+		if s, ok := <-sigs; ok {
+			cancel(interrupted{s})
+		}
+	}()
 	dump.Version = version
 	app := newApp(stdout, stderr)
 	if err := app.RunContext(ctx, args); err != nil {
@@ -65,7 +86,13 @@ func exitCode(ctx context.Context, err error) int {
 	case errors.Is(err, errdefs.ErrPrecondition),
 		errors.Is(err, criu.ErrNotRoot), errors.Is(err, criu.ErrNotFound), errors.Is(err, criu.ErrTooOld):
 		return exitMissing
-	case ctx.Err() != nil && errors.Is(err, context.Canceled):
+	case ctx.Err() != nil:
+		// Whatever failed after a signal failed because of it. 128 + the
+		// signal, as a shell reports it: 130 for Ctrl-C, 143 for SIGTERM.
+		var i interrupted
+		if errors.As(context.Cause(ctx), &i) && i.sig == syscall.SIGTERM {
+			return exitTerminated
+		}
 		return exitCanceled
 	}
 	return exitFailed
@@ -110,7 +137,7 @@ checkpoint layout; restore brings the container back from the archive on the
 same or another host.
 
 Exit status: 0 success, 1 the operation failed, 2 bad usage, 3 a
-prerequisite is missing (root, CRIU 4.2 or newer), 130 interrupted.`,
+prerequisite is missing (root, CRIU 4.2 or newer), 130/143 interrupted (SIGINT/SIGTERM).`,
 		Writer:               stdout,
 		ErrWriter:            stderr,
 		HideHelpCommand:      true,
@@ -122,6 +149,7 @@ prerequisite is missing (root, CRIU 4.2 or newer), 130 interrupted.`,
 			psCommand(),
 			rmCommand(),
 			inspectCommand(),
+			recoverCommand(),
 			completionCommand(),
 			versionCommand(),
 			manCommand(),

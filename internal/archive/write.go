@@ -26,6 +26,10 @@ type WriteStats struct {
 	OutputBytes int64 // bytes written to the destination, after compression
 }
 
+// TempSuffix follows ".NAME" in the temporary file an archive NAME is
+// written to before it is renamed into place.
+const TempSuffix = ".crtool-tmp-"
+
 // copyChunk is the size of the buffers between archive and files.
 const copyChunk = 1 << 20
 
@@ -111,7 +115,7 @@ func WriteFile(ctx context.Context, path, srcDir string, o WriteOptions) (WriteS
 	if dir == "" {
 		dir = "."
 	}
-	f, err := os.CreateTemp(dir, "."+base+".crtool-tmp-*")
+	f, err := os.CreateTemp(dir, "."+base+TempSuffix+"*")
 	if err != nil {
 		return WriteStats{}, fmt.Errorf("write archive %s: %w", path, err)
 	}

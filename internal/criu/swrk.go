@@ -8,8 +8,10 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"runtime"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/checkpoint-restore/go-criu/v7/rpc"
@@ -87,7 +89,22 @@ func (b *Binary) Run(ctx context.Context, req Request) (*rpc.CriuResp, error) {
 	cmd.ExtraFiles = append([]*os.File{server}, req.Files...)
 	cmd.Stdout = &stderr
 	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
+	// CRIU dies with crtool: a CRIU left alone would finish a dump into a
+	// directory nobody reads while the guardian thaws the container, or
+	// restore a tree while the guardian removes its cgroups. The parent
+	// death signal fires when the thread that forked exits, so CRIU is
+	// started from a thread locked for as long as CRIU runs.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	started := make(chan error)
+	release := make(chan struct{})
+	go func() {
+		runtime.LockOSThread()
+		started <- cmd.Start()
+		<-release
+		runtime.UnlockOSThread()
+	}()
+	defer close(release)
+	if err := <-started; err != nil {
 		server.Close()
 		return nil, fmt.Errorf("criu %s: start %s: %w", op, b.Path, err)
 	}

@@ -10,28 +10,6 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// DeleteLink deletes the link name in the namespace nsPath (a path or
-// format.HostNetns). A link or namespace already gone counts as deleted.
-func DeleteLink(nsPath, name string) error {
-	err := withHandle(nsPath, unix.NETLINK_ROUTE, func(h *netlink.Handle) error {
-		l, err := h.LinkByName(name)
-		if err != nil {
-			if isLinkNotFound(err) {
-				return nil
-			}
-			return err
-		}
-		if err := h.LinkDel(l); err != nil && !errors.Is(err, unix.ENODEV) {
-			return err
-		}
-		return nil
-	})
-	if err != nil && !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("delete link %s in %s: %w", name, nsLabel(nsPath), err)
-	}
-	return nil
-}
-
 // DeleteBridgeIfUnused deletes the bridge name in nsPath unless a link is
 // still attached to it. It reports whether the bridge is gone.
 func DeleteBridgeIfUnused(nsPath, name string) (bool, error) {

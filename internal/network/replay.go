@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"slices"
 	"sort"
 	"strings"
@@ -156,10 +157,11 @@ func SetLinksUp(nsPath string, cfg *format.Config) error {
 }
 
 type replayer struct {
-	ns   netns.NsHandle
-	h    *netlink.Handle
-	cfg  *format.Config
-	opts ReplayOptions
+	nsPath string
+	ns     netns.NsHandle
+	h      *netlink.Handle
+	cfg    *format.Config
+	opts   ReplayOptions
 	// outer holds namespaces outside, by path.
 	outer map[string]*nsCandidate
 	// rollback receives the removal of what Replay creates.
@@ -176,7 +178,7 @@ func newReplayer(nsPath string, cfg *format.Config) (*replayer, error) {
 		ns.Close()
 		return nil, fmt.Errorf("netlink in %s: %w", nsPath, err)
 	}
-	return &replayer{ns: ns, h: h, cfg: cfg, outer: map[string]*nsCandidate{}}, nil
+	return &replayer{nsPath: nsPath, ns: ns, h: h, cfg: cfg, outer: map[string]*nsCandidate{}}, nil
 }
 
 func (r *replayer) close() {
@@ -205,25 +207,17 @@ func (r *replayer) outerHandle(path string) (*netlink.Handle, netns.NsHandle, er
 	return h, c.ns, err
 }
 
-// deleteLater registers the removal of a created link. A link already gone
-// (the other end of a deleted veth pair) is fine.
-func (r *replayer) deleteLater(h *netlink.Handle, name, where string) {
+// deleteLater registers the removal of a created link, also as a journal
+// record (nsPath is where the link is) for a guardian that outlives this
+// process. A link already gone (the other end of a deleted veth pair) is
+// fine.
+func (r *replayer) deleteLater(h *netlink.Handle, nsPath, name, where string) error {
 	if r.rollback == nil {
-		return
-	}
-	r.rollback.Push(fmt.Sprintf("create link %s in %s", name, where), func() error {
-		l, err := h.LinkByName(name)
-		if err != nil {
-			var nf netlink.LinkNotFoundError
-			if errors.As(err, &nf) {
-				return nil
-			}
-			return fmt.Errorf("find %s in %s: %w", name, where, err)
-		}
-		if err := h.LinkDel(l); err != nil && !errors.Is(err, unix.ENODEV) {
-			return fmt.Errorf("delete %s in %s: %w", name, where, err)
-		}
 		return nil
+	}
+	rec := undo.Record{Kind: "delete-link", Netns: nsPath, Name: name}
+	return r.rollback.PushRecord(fmt.Sprintf("create link %s in %s", name, where), rec, func() error {
+		return deleteLink(h, name, where)
 	})
 }
 
@@ -232,6 +226,42 @@ func (r *replayer) created(kind, name, netns string) {
 	if r.opts.Created != nil {
 		*r.opts.Created = append(*r.opts.Created, OuterLink{Name: name, Kind: kind, Netns: netns})
 	}
+}
+
+func deleteLink(h *netlink.Handle, name, where string) error {
+	l, err := h.LinkByName(name)
+	if err != nil {
+		var nf netlink.LinkNotFoundError
+		if errors.As(err, &nf) {
+			return nil
+		}
+		return fmt.Errorf("find %s in %s: %w", name, where, err)
+	}
+	if err := h.LinkDel(l); err != nil && !errors.Is(err, unix.ENODEV) {
+		return fmt.Errorf("delete %s in %s: %w", name, where, err)
+	}
+	return nil
+}
+
+// DeleteLink removes the link name from the namespace at nsPath (or
+// format.HostNetns); a link or namespace already gone is fine.
+func DeleteLink(nsPath, name string) error {
+	if nsPath != format.HostNetns {
+		if _, err := os.Stat(nsPath); errors.Is(err, os.ErrNotExist) {
+			return nil
+		}
+	}
+	ns, err := openNetns(nsPath)
+	if err != nil {
+		return err
+	}
+	defer ns.Close()
+	h, err := netlink.NewHandleAt(ns, unix.NETLINK_ROUTE)
+	if err != nil {
+		return fmt.Errorf("netlink in %s: %w", nsPath, err)
+	}
+	defer h.Close()
+	return deleteLink(h, name, nsPath)
 }
 
 // kindOrder creates links without dependencies first; vlan and macvlan
@@ -313,7 +343,9 @@ func (r *replayer) addInner(link netlink.Link, name string) error {
 	if err := r.h.LinkAdd(link); err != nil {
 		return fmt.Errorf("create %s: %w", link.Type(), err)
 	}
-	r.deleteLater(r.h, name, "namespace")
+	if err := r.deleteLater(r.h, r.nsPath, name, "namespace"); err != nil {
+		return err
+	}
 	return nil
 }
 
@@ -340,7 +372,9 @@ func (r *replayer) createOuterVeth(l format.Link, attrs netlink.LinkAttrs, p vet
 		return fmt.Errorf("create veth with peer %s in %s: %w", p.peerName, nsLabel(p.peerNetns), err)
 	}
 	// Deleting the outer end removes the pair.
-	r.deleteLater(ph, p.peerName, nsLabel(p.peerNetns))
+	if err := r.deleteLater(ph, p.peerNetns, p.peerName, nsLabel(p.peerNetns)); err != nil {
+		return err
+	}
 	r.created(format.KindVeth, p.peerName, p.peerNetns)
 	peer, err := ph.LinkByName(p.peerName)
 	if err != nil {
@@ -378,7 +412,9 @@ func (r *replayer) ensureBridge(ph *netlink.Handle, p vethPlan) (netlink.Link, e
 	if err := ph.LinkAdd(nb); err != nil {
 		return nil, fmt.Errorf("create bridge %s in %s: %w", p.bridge, nsLabel(p.peerNetns), err)
 	}
-	r.deleteLater(ph, p.bridge, nsLabel(p.peerNetns))
+	if err := r.deleteLater(ph, p.peerNetns, p.bridge, nsLabel(p.peerNetns)); err != nil {
+		return nil, err
+	}
 	r.created(format.KindBridge, p.bridge, p.peerNetns)
 	if err := ph.LinkSetUp(nb); err != nil {
 		return nil, fmt.Errorf("set bridge %s up: %w", p.bridge, err)
@@ -420,7 +456,9 @@ func (r *replayer) createStacked(l format.Link, attrs netlink.LinkAttrs) error {
 	if err := h.LinkAdd(link); err != nil {
 		return fmt.Errorf("create %s on %s: %w", l.Kind, l.Parent.Name, err)
 	}
-	r.deleteLater(r.h, l.Name, "namespace")
+	if err := r.deleteLater(r.h, r.nsPath, l.Name, "namespace"); err != nil {
+		return err
+	}
 	return nil
 }
 

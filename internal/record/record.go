@@ -107,8 +107,8 @@ type Port struct {
 	Protocol      string `json:"protocol"` // "tcp" or "udp"
 }
 
-// path is the record file of name.
-func path(name string) (string, error) {
+// Path is the record file of name.
+func Path(name string) (string, error) {
 	if err := ValidName(name); err != nil {
 		return "", err
 	}
@@ -126,7 +126,7 @@ func ValidName(name string) error {
 // Save writes r atomically: a reader sees the old record or the new one,
 // never a part, also after a crash.
 func Save(r *Record) error {
-	p, err := path(r.Name)
+	p, err := Path(r.Name)
 	if err != nil {
 		return err
 	}
@@ -174,7 +174,7 @@ func syncDir(dir string) error {
 
 // Load reads the record of name; ErrNotFound when there is none.
 func Load(name string) (*Record, error) {
-	p, err := path(name)
+	p, err := Path(name)
 	if err != nil {
 		return nil, err
 	}
@@ -194,7 +194,7 @@ func Load(name string) (*Record, error) {
 
 // Exists reports whether name has a record.
 func Exists(name string) bool {
-	p, err := path(name)
+	p, err := Path(name)
 	if err != nil {
 		return false
 	}
@@ -229,7 +229,7 @@ func List() ([]*Record, error) {
 
 // Delete removes the record of name; a record already gone is fine.
 func Delete(name string) error {
-	p, err := path(name)
+	p, err := Path(name)
 	if err != nil {
 		return err
 	}
