@@ -540,9 +540,9 @@ func TestMakeInstall(t *testing.T) {
 		}
 	}
 	// The bash script completes commands through the installed binary.
-	script := fmt.Sprintf(`PATH=%s:$PATH; source %s; COMP_WORDS=(crtool re); COMP_CWORD=1; _crtool_complete; echo "${COMPREPLY[@]}"`,
+	script := fmt.Sprintf(`PATH=%s:$PATH; source %s; COMP_WORDS=(crtool ve); COMP_CWORD=1; _crtool_complete; echo "${COMPREPLY[@]}"`,
 		filepath.Dir(bin), filepath.Join(prefix, "share/bash-completion/completions/crtool"))
-	if out, err := exec.Command("bash", "-c", script).Output(); err != nil || strings.TrimSpace(string(out)) != "restore" {
-		t.Fatalf("bash completion of 're': %q, %v", out, err)
+	if out, err := exec.Command("bash", "-c", script).Output(); err != nil || strings.TrimSpace(string(out)) != "version" {
+		t.Fatalf("bash completion of 've': %q, %v", out, err)
 	}
 }

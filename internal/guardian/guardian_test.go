@@ -89,6 +89,10 @@ func TestDoneRemovesJournalAndLock(t *testing.T) {
 		t.Fatalf("lock not released by Done: %v", err)
 	}
 	g2.Done(&again)
+	// Lock files do not pile up with every container.
+	if locks, _ := os.ReadDir(lockDir()); len(locks) > 0 {
+		t.Fatalf("%d lock files stay after Done", len(locks))
+	}
 	var nilGuard *Guard
 	nilGuard.Done(&again) // a run that failed before it started one
 }
