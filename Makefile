@@ -9,7 +9,17 @@ BIN     := bin/crtool
 # Integration tests build containers and run CRIU: give them room.
 TESTFLAGS ?= -count=1 -timeout 45m
 
-.PHONY: all deps deps-podman build demo test unit integration lint fuzz bench clean man completion install
+.PHONY: all deps deps-podman build demo test unit integration clean-host lint fuzz bench clean man completion install
+
+# The run's start: scripts/clean-host.sh leaves what is newer alone.
+CRTOOL_RUN_START ?= $(shell date +%s)
+export CRTOOL_RUN_START
+
+# The integration tests hold /run/crtool-test.lock (one suite at a time on
+# this host; taken unless the caller holds it) and start from a host as
+# fresh as CI's: scripts/clean-host.sh removes what earlier runs and Podman
+# left.
+INTEGRATION = scripts/test-lock.sh sh -c 'scripts/clean-host.sh && CRTOOL_BIN=$(CURDIR)/$(BIN) $(GO) test $(TESTFLAGS) -v ./test/...'
 
 all: build
 
@@ -69,14 +79,17 @@ unit:
 	$(GO) test $(TESTFLAGS) $$($(GO) list ./... | grep -v /test$$)
 
 integration: build
-	CRTOOL_BIN=$(CURDIR)/$(BIN) $(GO) test $(TESTFLAGS) -v ./test/...
+	$(INTEGRATION)
+
+clean-host:
+	scripts/clean-host.sh
 
 # test runs everything CI runs: lint, unit tests, a short fuzzing round,
-# integration tests.
+# integration tests on a cleaned host.
 test: deps deps-podman lint build
 	$(GO) test $(TESTFLAGS) $$($(GO) list ./... | grep -v /test$$)
 	$(MAKE) fuzz FUZZTIME=10s
-	CRTOOL_BIN=$(CURDIR)/$(BIN) $(GO) test $(TESTFLAGS) -v ./test/...
+	$(INTEGRATION)
 
 # bench measures crtool against runc checkpoint + tar and Podman, as root,
 # for minutes per size; never part of test. Pass options through BENCHFLAGS,

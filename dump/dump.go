@@ -24,6 +24,7 @@ import (
 	"github.com/crtool/crtool/format"
 	"github.com/crtool/crtool/freezer"
 	"github.com/crtool/crtool/internal/archive"
+	"github.com/crtool/crtool/internal/cpufeat"
 	"github.com/crtool/crtool/internal/criu"
 	"github.com/crtool/crtool/internal/criuimg"
 	"github.com/crtool/crtool/internal/guardian"
@@ -387,6 +388,12 @@ func (d *dumper) checkpoint(ctx context.Context) error {
 		LogPath: d.log,
 		KeptLog: d.keptLog,
 		Notify:  testpoint.CRIU("dump-criu", "post-dump"),
+		// Should crtool die, the guardian waits for CRIU to abort by
+		// itself before it thaws and unlocks: CRIU takes the connections
+		// out of repair mode on its way out.
+		Started: func(pid int) error {
+			return d.rollback.PushRecord("wait for CRIU", guardian.WaitExit(pid), func() error { return nil })
+		},
 	}
 	criuStart := time.Now()
 	_, err = d.bin.Run(ctx, req)
@@ -535,8 +542,9 @@ func (d *dumper) metadata() (*format.Metadata, []byte, error) {
 		CreatedBy:   "crtool " + Version,
 		Checkpoint:  time.Now().UTC(),
 		Hostname:    hostname,
-		Kernel:      kernelRelease(),
+		Kernel:      criu.KernelRelease(),
 		CRIUVersion: d.bin.Version.String(),
+		CPU:         hostCPU(),
 		Container: format.ContainerInfo{
 			ID: id, Name: name, Runtime: c.runtime.Name, Bundle: c.runtime.Bundle,
 			Root: c.root, PID: c.pid, Image: d.image.Name, ImageID: d.image.ID,
@@ -739,12 +747,11 @@ func processStart(pid int) time.Time {
 	return boot.Add(time.Duration(ticks) * time.Second / 100).Truncate(time.Second)
 }
 
-func kernelRelease() string {
-	var u unix.Utsname
-	if unix.Uname(&u) != nil {
-		return ""
-	}
-	return unix.ByteSliceToString(u.Release[:])
+// hostCPU is this CPU as crtool.json records it: restore on another host
+// compares it with its own, since the processes chose their code for it.
+func hostCPU() *format.CPUFeatures {
+	h := cpufeat.Host()
+	return &h
 }
 
 // stdioOf is what descriptors 0, 1 and 2 of pid point to, as /proc shows it

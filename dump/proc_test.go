@@ -19,6 +19,7 @@ import (
 
 	"github.com/crtool/crtool/cgroups"
 	"github.com/crtool/crtool/format"
+	"github.com/crtool/crtool/internal/criu"
 )
 
 // start runs cmd as a process of the test's own and kills it, by its pid,
@@ -497,7 +498,7 @@ func TestProcessStart(t *testing.T) {
 	if id := lockID(c); id != fmt.Sprintf("%d-%d", pid, got.Unix()) {
 		t.Fatalf("lockID = %q", id)
 	}
-	if kernelRelease() == "" {
+	if criu.KernelRelease() == "" {
 		t.Fatal("kernelRelease is empty")
 	}
 }

@@ -21,6 +21,9 @@ type Metadata struct {
 	Hostname    string    `json:"hostname"`
 	Kernel      string    `json:"kernel"`
 	CRIUVersion string    `json:"criuVersion"`
+	// CPU is the dumping host's CPU; absent in archives of older crtool
+	// versions.
+	CPU *CPUFeatures `json:"cpu,omitempty"`
 
 	Container ContainerInfo `json:"container"`
 	Cgroups   CgroupInfo    `json:"cgroups"`
@@ -34,6 +37,23 @@ type Metadata struct {
 	NetworkLock string      `json:"networkLock,omitempty"`
 	Options     DumpOptions `json:"options"`
 	Stats       DumpStats   `json:"stats"`
+}
+
+// CPUFeatures are what a CPU offers the programs that start on it: the
+// instruction set extensions that glibc's ifuncs and other runtimes choose
+// code for, once, at start, and the XSAVE state components its kernel
+// enabled. A restored process keeps the code it chose, so restore compares
+// these with the destination's.
+type CPUFeatures struct {
+	Arch  string `json:"arch"`            // GOARCH: "amd64"
+	Model string `json:"model,omitempty"` // CPUID brand string
+	// Flags are the extensions the kernel lets programs use, lowercase as
+	// /proc/cpuinfo and GLIBC_TUNABLES spell them ("avx2", "avx512f",
+	// "sse4_2").
+	Flags []string `json:"flags"`
+	// XCR0 is the XSAVE feature mask the kernel enabled (bit 2 AVX, bits
+	// 5-7 AVX-512, 9 PKRU, ...); 0 without XSAVE.
+	XCR0 uint64 `json:"xcr0,omitempty"`
 }
 
 // ContainerInfo identifies the dumped container.

@@ -358,6 +358,7 @@ func crtoolInfo(m *format.Metadata) *Crtool {
 		MetadataVersion: m.Version,
 		Host:            m.Hostname,
 		Kernel:          m.Kernel,
+		CPU:             m.CPU,
 		Root:            m.Container.Root,
 		PID:             m.Container.PID,
 		Bundle:          m.Container.Bundle,

@@ -348,6 +348,7 @@ func testMetadata() *format.Metadata {
 		Hostname:    "builder",
 		Kernel:      "6.18.0-test",
 		CRIUVersion: "4.2.1",
+		CPU:         &format.CPUFeatures{Arch: "amd64", Model: "Test CPU", Flags: []string{"avx2", "avx512f"}, XCR0: 0x2e7},
 		Container: format.ContainerInfo{ID: "abc123", Name: "web", Runtime: "runc", Root: "/var/lib/web/rootfs", PID: 4242,
 			Command: []string{"/usr/sbin/nginx"}},
 		Namespaces: map[string]format.Namespace{"net": {Inode: 4026532000, Path: "/run/netns/web"}},
@@ -405,6 +406,18 @@ func TestCollectCrtoolArchive(t *testing.T) {
 			c := r.Crtool
 			if c == nil || c.Stats.FrozenTime != 250000 || c.Kernel != "6.18.0-test" || !c.TCPEstablished || c.Namespaces["net"] != "/run/netns/web" {
 				t.Fatalf("crtool %+v", c)
+			}
+			if c.CPU == nil || c.CPU.Model != "Test CPU" || !slices.Equal(c.CPU.Flags, []string{"avx2", "avx512f"}) {
+				t.Errorf("cpu %+v", c.CPU)
+			}
+			var tree strings.Builder
+			if err := RenderTree(&tree, r, RenderOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			for _, want := range []string{"CPU:", "Test CPU, XCR0 0x2e7", "avx2 avx512f"} {
+				if !strings.Contains(tree.String(), want) {
+					t.Errorf("tree lacks %q:\n%s", want, tree.String())
+				}
 			}
 			if r.Source.Complete != tt.complete {
 				t.Fatalf("complete = %v, want %v (stopped at %q)", r.Source.Complete, tt.complete, r.Source.StoppedAt)

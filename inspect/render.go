@@ -328,6 +328,14 @@ func crtoolTree(root *node, c *Crtool) {
 	if c.Kernel != "" {
 		n.add("Kernel", clean(c.Kernel))
 	}
+	if c.CPU != nil {
+		model := c.CPU.Model
+		if model == "" {
+			model = c.CPU.Arch
+		}
+		n.add("CPU", fmt.Sprintf("%s, XCR0 %#x", clean(model), c.CPU.XCR0))
+		n.add("CPU features", clean(strings.Join(c.CPU.Flags, " ")))
+	}
 	if c.PID != 0 {
 		n.add("Host PID", strconv.Itoa(c.PID))
 	}

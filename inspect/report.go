@@ -108,11 +108,13 @@ type Crtool struct {
 	MetadataVersion int    `json:"metadataVersion"`
 	Host            string `json:"host,omitempty"`
 	Kernel          string `json:"kernel,omitempty"`
-	Root            string `json:"root,omitempty"` // host path of the root filesystem
-	PID             int    `json:"pid,omitempty"`  // host PID of init at dump time
-	Bundle          string `json:"bundle,omitempty"`
-	LeaveRunning    bool   `json:"leaveRunning"`
-	TCPEstablished  bool   `json:"tcpEstablished"`
+	// CPU is the dumping CPU: restore refuses hosts that lack its features.
+	CPU            *format.CPUFeatures `json:"cpu,omitempty"`
+	Root           string              `json:"root,omitempty"` // host path of the root filesystem
+	PID            int                 `json:"pid,omitempty"`  // host PID of init at dump time
+	Bundle         string              `json:"bundle,omitempty"`
+	LeaveRunning   bool                `json:"leaveRunning"`
+	TCPEstablished bool                `json:"tcpEstablished"`
 	// Stats are crtool's own timings, in microseconds.
 	Stats      CrtoolStats       `json:"stats"`
 	Cgroups    map[string]string `json:"cgroups,omitempty"` // hierarchy ("" = unified) -> path

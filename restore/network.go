@@ -94,24 +94,9 @@ func (p *netPlan) rebuild(md *format.Metadata, opts Options) error {
 	if exists(filepath.Join(network.NamedDir, name)) {
 		return errdefs.Newf(errdefs.ErrConflict, "network namespace %s already exists: pass --netns %s to join it", name, filepath.Join(network.NamedDir, name))
 	}
-	ropts := network.ReplayOptions{
-		Bridge:       opts.Bridge,
-		CreateBridge: opts.CreateBridge,
-		PeerNetns:    opts.PeerNetns,
-		LinksDown:    opts.TCPEstablished,
-		Created:      &p.outer,
-	}
-	for _, l := range md.Network.Links {
-		if l.Peer == nil || l.Kind != format.KindVeth {
-			continue
-		}
-		if l.Peer.Netns == "" && ropts.PeerNetns == "" {
-			// Archives from Podman say nothing of the host side.
-			ropts.PeerNetns = format.HostNetns
-		}
-		if l.Peer.Master == "" && ropts.Bridge == "" {
-			return errdefs.Newf(errdefs.ErrConflict, "the archive does not name the bridge for the container's %s: pass --bridge NAME (with --create-bridge to create it)", l.Name)
-		}
+	ropts, err := replayOptions(md, opts)
+	if err != nil {
+		return err
 	}
 	// Conflicts (the address in use elsewhere, the bridge missing) are
 	// found before anything is created.
@@ -142,6 +127,30 @@ func (p *netPlan) rebuild(md *format.Metadata, opts Options) error {
 		}
 	}
 	return nil
+}
+
+// replayOptions are the options of replaying the recorded network into a
+// new namespace.
+func replayOptions(md *format.Metadata, opts Options) (network.ReplayOptions, error) {
+	ropts := network.ReplayOptions{
+		Bridge:       opts.Bridge,
+		CreateBridge: opts.CreateBridge,
+		PeerNetns:    opts.PeerNetns,
+		LinksDown:    opts.TCPEstablished,
+	}
+	for _, l := range md.Network.Links {
+		if l.Peer == nil || l.Kind != format.KindVeth {
+			continue
+		}
+		if l.Peer.Netns == "" && ropts.PeerNetns == "" {
+			// Archives from Podman say nothing of the host side.
+			ropts.PeerNetns = format.HostNetns
+		}
+		if l.Peer.Master == "" && ropts.Bridge == "" {
+			return ropts, errdefs.Newf(errdefs.ErrConflict, "the archive does not name the bridge for the container's %s: pass --bridge NAME (with --create-bridge to create it)", l.Name)
+		}
+	}
+	return ropts, nil
 }
 
 // netnsName is the name of a rebuilt namespace: --name, else the recorded

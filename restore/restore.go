@@ -20,6 +20,7 @@ import (
 	"github.com/crtool/crtool/format"
 	"github.com/crtool/crtool/freezer"
 	"github.com/crtool/crtool/internal/archive"
+	"github.com/crtool/crtool/internal/cpufeat"
 	"github.com/crtool/crtool/internal/criu"
 	"github.com/crtool/crtool/internal/criuimg"
 	"github.com/crtool/crtool/internal/errdefs"
@@ -41,6 +42,13 @@ type Options struct {
 	KeepImages     string // keep the unpacked images here
 	WorkDir        string // parent of the temporary unpack directory
 	CRIUPath       string
+	// SkipCPUCheck restores even when the checkpoint's processes may run
+	// code for CPU features this host lacks.
+	SkipCPUCheck bool
+	// DryRun checks the archive against this host and stops before
+	// anything is created: Result.Plan says what a restore would create,
+	// and the error lists every blocker.
+	DryRun bool
 	// Bridge attaches a rebuilt namespace's veth to this bridge instead of
 	// the recorded one; CreateBridge creates it when missing. PeerNetns is
 	// where the host end of that veth goes (default: the recorded
@@ -71,6 +79,8 @@ type Result struct {
 	CRIU *stats.RestoreStatsEntry
 	// CRIUTime is how long CRIU's restore took.
 	CRIUTime time.Duration
+	// Plan is what the restore creates (with DryRun: would create).
+	Plan *Plan
 }
 
 func (o *Options) logf(format string, args ...any) {
@@ -144,6 +154,7 @@ type restorer struct {
 	criuTook time.Duration
 	rollback undo.Stack
 	guard    *guardian.Guard
+	plan     *Plan
 }
 
 // Run restores the archive opts.Input. On failure it removes what it created
@@ -165,10 +176,22 @@ func Run(ctx context.Context, opts Options) (res *Result, err error) {
 		// Committed, or undone above: the guardian has nothing to do.
 		r.guard.Done(&r.rollback)
 	}()
-	steps := []func(context.Context) error{
-		r.unpack, r.describe, r.prepareRoot, r.prepareCgroups, r.prepareNetwork, r.prepareFiles, r.restore, r.resume, r.commit,
+	// The checks change nothing but the work directory; a dry run ends
+	// after them.
+	check := []func(context.Context) error{r.unpack, r.describe, r.preflight}
+	act := []func(context.Context) error{
+		r.prepareRoot, r.prepareCgroups, r.prepareNetwork, r.prepareFiles, r.restore, r.resume, r.commit,
 	}
-	for _, step := range steps {
+	for _, step := range check {
+		if err := step(ctx); err != nil {
+			return nil, err
+		}
+	}
+	if r.opts.DryRun {
+		r.abort()
+		return &Result{Name: r.name, Metadata: r.md, Plan: r.plan, Duration: time.Since(start)}, nil
+	}
+	for _, step := range act {
 		if err := step(ctx); err != nil {
 			return nil, err
 		}
@@ -234,7 +257,24 @@ func (r *restorer) describe(ctx context.Context) error {
 	if r.name == "" {
 		r.name = md.Container.Name
 	}
-	return checkNameFree(r.name)
+	return nil
+}
+
+// checkCPU refuses, before anything is created on the host, a checkpoint
+// whose processes may run code for CPU features this host lacks: CRIU
+// would restore them, and they would die with SIGILL when they reach it.
+func (r *restorer) checkCPU(ctx context.Context) error {
+	if r.opts.SkipCPUCheck {
+		return nil
+	}
+	rep, err := cpufeat.CheckImages(criuimg.New(criuimg.Dir(r.wd.Images), format.CheckpointDir+"/"), r.md.CPU)
+	if err != nil {
+		return fmt.Errorf("%s: %w", r.opts.Input, err)
+	}
+	for _, w := range rep.Warnings {
+		r.opts.warnf("%s", w)
+	}
+	return rep.Err()
 }
 
 // prepareRoot finds the root filesystem; for a foreign archive it builds
@@ -269,19 +309,32 @@ func (r *restorer) prepareRoot(ctx context.Context) error {
 	return nil
 }
 
-// prepareCgroups checks the container's cgroups are free and arranges for
-// the ones CRIU creates to go again on failure.
+// prepareCgroups checks the container's cgroups are free, creates the
+// cgroups above them that this host lacks, fits the recorded cpusets to
+// this host, and arranges for all the restore creates to go again on
+// failure: CRIU's own cgroups first, then the parents, newest first.
 func (r *restorer) prepareCgroups(ctx context.Context) error {
 	r.cg = cgroups.Set(r.md.Cgroups.Paths)
 	if err := checkCgroupsFree(r.cg); err != nil {
 		return err
+	}
+	parents, err := cgroups.Prepare(r.cg, &r.rollback)
+	if err != nil {
+		return err
+	}
+	warnings, err := cgroups.AdaptImage(r.wd.Images)
+	if err != nil {
+		return fmt.Errorf("%s: %w", r.opts.Input, err)
+	}
+	for _, w := range warnings {
+		r.opts.warnf("%s", w)
 	}
 	created, err := r.cg.Missing()
 	if err != nil {
 		return err
 	}
 	cg := r.cg
-	r.cgMade = created
+	r.cgMade = append(parents, created...) // parents first, as rm removes them last
 	var dirs []string
 	for _, d := range cg.Dirs() {
 		dirs = append(dirs, d)
@@ -356,6 +409,8 @@ func (r *restorer) restore(ctx context.Context) error {
 		LogPath: r.log,
 		KeptLog: r.keptLog,
 		Notify:  testpoint.CRIU("restore-criu", "pre-resume"),
+		// A half-restored tree is removed if crtool dies: CRIU goes first.
+		DieWithCaller: true,
 	}
 	r.opts.logf("restoring %s (root %s)", r.name, r.root)
 	start := time.Now()
@@ -395,7 +450,7 @@ func (r *restorer) resume(ctx context.Context) error {
 
 // finish reports the restore and removes the work directory.
 func (r *restorer) finish(start time.Time) *Result {
-	res := &Result{PID: r.pid, Name: r.name, Metadata: r.md, CRIUTime: r.criuTook}
+	res := &Result{PID: r.pid, Name: r.name, Metadata: r.md, CRIUTime: r.criuTook, Plan: r.plan}
 	if st, err := criuimg.New(criuimg.Dir(r.wd.Images), "").RestoreStats(format.StatsRestore); err == nil {
 		res.CRIU = st
 	}

@@ -246,7 +246,7 @@ func TestNotRoot(t *testing.T) {
 // restoreFails restores archive, expects failure mentioning want, and checks
 // that the restore left nothing behind: no cgroup, no process, no work
 // directory, and the archive unchanged.
-func restoreFails(t *testing.T, c *container, archive string, want string, extra ...string) {
+func restoreFails(t *testing.T, c *container, archive string, want string, extra ...string) result {
 	t.Helper()
 	before := fileHash(t, archive)
 	work := t.TempDir()
@@ -271,6 +271,7 @@ func restoreFails(t *testing.T, c *container, archive string, want string, extra
 	if fileHash(t, archive) != before {
 		t.Fatal("restore modified the archive")
 	}
+	return r
 }
 
 // keptLog checks that the error names CRIU's log under /var/log/crtool

@@ -75,10 +75,9 @@ func (s *stopped) kill(t *testing.T) {
 	_ = s.cmd.Wait()
 }
 
-// guardianPID finds the guardian crtool started: its child in a session of
-// its own, running the hidden guardian command.
-func (s *stopped) guardianPID(t *testing.T) int {
-	t.Helper()
+// children lists crtool's child processes with their command lines.
+func (s *stopped) children() map[int]string {
+	out := map[int]string{}
 	entries, _ := os.ReadDir("/proc")
 	for _, e := range entries {
 		pid, err := strconv.Atoi(e.Name())
@@ -94,12 +93,36 @@ func (s *stopped) guardianPID(t *testing.T) int {
 			continue
 		}
 		cmdline, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-		if strings.Contains(string(cmdline), "__guardian") {
+		out[pid] = string(cmdline)
+	}
+	return out
+}
+
+// guardianPID finds the guardian crtool started: its child in a session of
+// its own, running the hidden guardian command.
+func (s *stopped) guardianPID(t *testing.T) int {
+	t.Helper()
+	for pid, cmdline := range s.children() {
+		if strings.Contains(cmdline, "__guardian") {
 			return pid
 		}
 	}
 	t.Fatalf("no guardian among the children of crtool pid %d", s.cmd.Process.Pid)
 	return 0
+}
+
+// killCRIU SIGKILLs crtool's CRIU child, as an OOM kill of both would.
+func (s *stopped) killCRIU(t *testing.T) {
+	t.Helper()
+	for pid, cmdline := range s.children() {
+		if strings.HasPrefix(cmdline, "criu") || strings.Contains(cmdline, "swrk") {
+			if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+				t.Fatal(err)
+			}
+			return
+		}
+	}
+	t.Fatalf("no CRIU among the children of crtool pid %d: %v", s.cmd.Process.Pid, s.children())
 }
 
 // journals lists crtool's journals that mention subject.
@@ -133,8 +156,9 @@ func assertOnlyLogs(t *testing.T, work string) {
 // guardian must thaw the container within 2 s and leave no archive,
 // temporary archive, staged images or journal.
 func TestDumpKilled(t *testing.T) {
-	for _, point := range []string{"dump-prepared", "dump-frozen", "dump-criu", "dump-writing", "dump-written"} {
-		t.Run(point, func(t *testing.T) {
+	for _, name := range []string{"dump-prepared", "dump-frozen", "dump-criu", "dump-criu+criu", "dump-writing", "dump-written"} {
+		point, withCRIU := strings.CutSuffix(name, "+criu")
+		t.Run(name, func(t *testing.T) {
 			c := newCounter(t)
 			work := t.TempDir()
 			archive := filepath.Join(c.dir, "out.tar.gz")
@@ -142,6 +166,9 @@ func TestDumpKilled(t *testing.T) {
 			// While CRIU holds the tasks (ptrace) it thaws the cgroup.
 			if (point == "dump-frozen" || point == "dump-writing" || point == "dump-written") && c.freezerState() != "FROZEN" {
 				t.Fatalf("at %s the container is %s, want FROZEN", point, c.freezerState())
+			}
+			if withCRIU {
+				s.killCRIU(t)
 			}
 			s.kill(t)
 			killed := time.Now()

@@ -35,6 +35,9 @@ type containerSpec struct {
 	// rootfsFrom copies this root filesystem (an image's) instead of
 	// building the busybox one.
 	rootfsFrom string
+	// cgroupPath puts the container in this cgroup instead of
+	// /crtool-test/ID; the test removes what it makes.
+	cgroupPath string
 }
 
 // container is a runc container started by a test. Everything it creates
@@ -71,6 +74,9 @@ func startContainer(t *testing.T, spec containerSpec) *container {
 	c.rootfs = filepath.Join(c.bundle, "rootfs")
 	c.runcRoot = filepath.Join(c.dir, "runc")
 	c.cgroupPath = "/crtool-test/" + c.id
+	if spec.cgroupPath != "" {
+		c.cgroupPath = spec.cgroupPath
+	}
 	c.log = filepath.Join(c.dir, "container.log")
 	t.Cleanup(c.cleanup)
 

@@ -276,6 +276,20 @@ func cleanupForeign(t *testing.T, c *container, name string) {
 	})
 }
 
+// foreignOnLoopback prepares the restore of an archive crtool did not
+// write into a new network namespace with only loopback up: the container,
+// its unique name, and the restore flags that name both.
+func foreignOnLoopback(t *testing.T, archive, prefix string) (c *container, name string, args []string) {
+	t.Helper()
+	c = foreignContainer(t, archive)
+	name = uniqueID(prefix)
+	cleanupForeign(t, c, name)
+	mustRun(t, "ip", "netns", "add", name)
+	t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", name).Run() })
+	mustRun(t, "ip", "-n", name, "link", "set", "lo", "up")
+	return c, name, []string{"--netns", "/run/netns/" + name, "--name", name}
+}
+
 // foreignContainer is a container restored from an archive crtool did not
 // write: its cgroup is the one recorded in the archive.
 func foreignContainer(t *testing.T, path string) *container {
@@ -318,7 +332,9 @@ func foreignContainer(t *testing.T, path string) *container {
 // TestRestorePodmanReferenceArchives restores archives Podman 4.3.1 wrote
 // on another machine, without Podman: busybox httpd serves again, with the
 // page it got at run time (rootfs-diff.tar), and the loop keeps counting
-// with /bin/ls gone (deleted.files). --root stays untouched.
+// with /bin/ls gone (deleted.files). --root stays untouched. The archives
+// are the portable ones, which run on any x86-64 CPU (TestRestoreAVX512Archive
+// has the other kind).
 func TestRestorePodmanReferenceArchives(t *testing.T) {
 	requireEnv(t)
 	ref := testutil.RequireReference(t)
@@ -326,7 +342,7 @@ func TestRestorePodmanReferenceArchives(t *testing.T) {
 	before := treeListing(t, root)
 
 	t.Run("httpd", func(t *testing.T) {
-		archive := filepath.Join(ref, "archives", "bb2-httpd-gzip.tar.gz")
+		archive := filepath.Join(ref, "archives", "bb2-httpd-portable-gzip.tar.gz")
 		c := foreignContainer(t, archive)
 		l := newLAN(t)
 		ns := "crt-" + l.id
@@ -344,7 +360,7 @@ func TestRestorePodmanReferenceArchives(t *testing.T) {
 		}
 	})
 	t.Run("loop", func(t *testing.T) {
-		archive := filepath.Join(ref, "archives", "bbloop-criu411-gzip.tar.gz")
+		archive := filepath.Join(ref, "archives", "bbloop-portable-zstd.tar.zst")
 		c := foreignContainer(t, archive)
 		name := uniqueID("bbloop-")
 		cleanupForeign(t, c, name)
@@ -429,7 +445,7 @@ func TestRestoreFreshPodmanArchives(t *testing.T) {
 func TestCRIOStyleArchive(t *testing.T) {
 	requireEnv(t)
 	ref := testutil.RequireReference(t)
-	src := filepath.Join(ref, "archives", "bb2-httpd-gzip.tar.gz")
+	src := filepath.Join(ref, "archives", "bb2-httpd-portable-gzip.tar.gz")
 	dir := t.TempDir()
 	mustRun(t, "tar", "-C", dir, "-xzf", src)
 	bind := `[{"source":"/var/lib/kubelet/pods/x/etc-hosts","destination":"/etc/hosts","options":["rbind","rw"]}]`
@@ -442,13 +458,8 @@ func TestCRIOStyleArchive(t *testing.T) {
 		t.Fatalf("inspect: %s", r)
 	}
 	root := imageRootfs(t)
-	c := foreignContainer(t, archive)
-	name := uniqueID("crio-")
-	cleanupForeign(t, c, name)
-	mustRun(t, "ip", "netns", "add", name)
-	t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", name).Run() })
-	mustRun(t, "ip", "-n", name, "link", "set", "lo", "up")
-	c.restore(archive, "--root", root, "--netns", "/run/netns/"+name, "--name", name)
+	c, name, args := foreignOnLoopback(t, archive, "crio-")
+	c.restore(archive, append(args, "--root", root)...)
 	got, err := httpGet("/run/netns/"+name, "http://127.0.0.1:8080/runtime.html")
 	if err != nil || !strings.Contains(got, "written at runtime") {
 		t.Fatalf("GET: %q, %v", got, err)

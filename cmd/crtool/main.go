@@ -69,7 +69,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 	dump.Version = version
 	app := newApp(stdout, stderr)
 	if err := app.RunContext(ctx, args); err != nil {
-		fmt.Fprintf(stderr, "crtool: error: %s\n", errdefs.Render(err, flagName))
+		// An error of several blockers comes as one line each.
+		for _, line := range strings.Split(errdefs.Render(err, flagName), "\n") {
+			fmt.Fprintf(stderr, "crtool: error: %s\n", line)
+		}
 		return exitCode(ctx, err)
 	}
 	return exitOK

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"path/filepath"
 	"time"
 
@@ -37,6 +38,13 @@ that carries the archive's rootfs-diff.tar and deleted.files, with
 network rebuilt from network.status (pass --bridge, and --peer-netns unless
 the host end belongs in this host's namespace).
 
+Before it creates anything, restore compares the CPU with what the
+checkpoint needs: the extended registers each process had in use (AVX,
+AVX-512, ...) and, for crtool's archives, the features of the CPU it was
+dumped on, for which the processes chose their code when they started. A
+checkpoint that needs features this CPU lacks is refused, naming them;
+--skip-cpu-check restores it anyway.
+
 Descriptors that led to a pipe outside the container (a supervisor's) are
 reconnected to --log for writing ends, /dev/null otherwise; files are
 reopened at their recorded path.
@@ -55,6 +63,8 @@ Example:
 			&cli.BoolFlag{Name: "tcp-established", Usage: "restore established TCP connections (needed when the dump had them)"},
 			&cli.StringFlag{Name: "log", Usage: "file that receives what the container writes to its former supervisor's pipes (default: /dev/null)"},
 			&cli.BoolFlag{Name: "print-stats", Usage: "print crtool's and CRIU's statistics as JSON on stdout (after the PID)"},
+			&cli.BoolFlag{Name: "dry-run", Usage: "check the archive against this host, print what a restore would create and every blocker, and change nothing (exit 0 when a restore would start)"},
+			&cli.BoolFlag{Name: "skip-cpu-check", Usage: "restore even when the checkpoint needs CPU features this host lacks (its processes may die with SIGILL)"},
 			&cli.StringFlag{Name: "keep-images", Usage: "keep the unpacked image directory here (a new or empty directory)"},
 			workDirFlag,
 			criuFlag,
@@ -74,6 +84,8 @@ Example:
 				KeepImages:     c.String("keep-images"),
 				WorkDir:        c.String("work-dir"),
 				CRIUPath:       c.String("criu"),
+				SkipCPUCheck:   c.Bool("skip-cpu-check"),
+				DryRun:         c.Bool("dry-run"),
 				Log:            c.String("log"),
 				Bridge:         c.String("bridge"),
 				CreateBridge:   c.Bool("create-bridge"),
@@ -91,6 +103,10 @@ Example:
 			if err != nil {
 				return err
 			}
+			if opts.DryRun {
+				printPlan(c.App.Writer, res)
+				return nil
+			}
 			fmt.Fprintln(c.App.Writer, res.PID)
 			if c.Bool("print-stats") {
 				if err := printRestoreStats(c.App.Writer, res); err != nil {
@@ -101,4 +117,18 @@ Example:
 			return nil
 		},
 	})
+}
+
+// printPlan shows what a restore would create, for --dry-run.
+func printPlan(w io.Writer, res *restore.Result) {
+	fmt.Fprintf(w, "would restore %s (no blockers found)\n", res.Name)
+	if res.Plan == nil {
+		return
+	}
+	for _, c := range res.Plan.Creates {
+		fmt.Fprintf(w, "would create: %s\n", c)
+	}
+	for _, warn := range res.Plan.Warnings {
+		fmt.Fprintf(w, "warning: %s\n", warn)
+	}
 }

@@ -208,3 +208,13 @@ func firstLine(s string) string {
 	}
 	return s
 }
+
+// KernelRelease is this host's kernel release: recorded beside CRIU's
+// version at dump, compared at restore, since CRIU's images depend on both.
+func KernelRelease() string {
+	var u unix.Utsname
+	if unix.Uname(&u) != nil {
+		return ""
+	}
+	return unix.ByteSliceToString(u.Release[:])
+}

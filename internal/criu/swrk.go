@@ -37,6 +37,14 @@ type Request struct {
 	// KeptLog, when set, is where the caller keeps the log after a
 	// failure; errors quote it instead of LogPath.
 	KeptLog string
+	// DieWithCaller kills CRIU when the calling process dies (a restore:
+	// its half-restored tree is removed anyway). Without it, a CRIU whose
+	// caller died finishes or aborts by itself, which for a dump means it
+	// takes established connections out of repair mode again.
+	DieWithCaller bool
+	// Started, when set, learns CRIU's PID as soon as it runs, before the
+	// request is sent: a guardian waits for a CRIU that outlived crtool.
+	Started func(pid int) error
 }
 
 // FD is the descriptor number under which CRIU sees Request.Files[i]
@@ -89,12 +97,11 @@ func (b *Binary) Run(ctx context.Context, req Request) (*rpc.CriuResp, error) {
 	cmd.ExtraFiles = append([]*os.File{server}, req.Files...)
 	cmd.Stdout = &stderr
 	cmd.Stderr = &stderr
-	// CRIU dies with crtool: a CRIU left alone would finish a dump into a
-	// directory nobody reads while the guardian thaws the container, or
-	// restore a tree while the guardian removes its cgroups. The parent
-	// death signal fires when the thread that forked exits, so CRIU is
-	// started from a thread locked for as long as CRIU runs.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	// The parent death signal fires when the thread that forked exits, so
+	// CRIU is started from a thread locked for as long as CRIU runs.
+	if req.DieWithCaller {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	}
 	started := make(chan error)
 	release := make(chan struct{})
 	go func() {
@@ -109,6 +116,14 @@ func (b *Binary) Run(ctx context.Context, req Request) (*rpc.CriuResp, error) {
 		return nil, fmt.Errorf("criu %s: start %s: %w", op, b.Path, err)
 	}
 	server.Close()
+	if req.Started != nil {
+		if err := req.Started(cmd.Process.Pid); err != nil {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+			client.Close()
+			return nil, fmt.Errorf("criu %s: %w", op, err)
+		}
+	}
 
 	// The watcher kills CRIU when ctx is cancelled, and also when CRIU
 	// broke off the conversation but does not exit by itself.

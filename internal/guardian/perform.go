@@ -6,8 +6,11 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/crtool/crtool/cgroups"
 	"github.com/crtool/crtool/freezer"
@@ -29,7 +32,60 @@ const (
 	KindDeleteNetns   = "delete-netns"   // Name: a /run/netns name
 	KindDeleteLink    = "delete-link"    // Netns: namespace path or "host", Name: link
 	KindUnmount       = "unmount"        // Path: a mount point, detached
+	KindRmdirCgroup   = "rmdir-cgroup"   // Path: one cgroup directory a restore created (a parent), removed only when empty
+	KindWaitExit      = "wait-exit"      // Name: PID, Path: its start time (/proc/PID/stat field 22)
 )
+
+// waitExitTimeout bounds how long the guardian lets a CRIU that outlived
+// crtool finish by itself before it kills it.
+var waitExitTimeout = 20 * time.Second
+
+// WaitExit is the record of a process (CRIU) that must end before the
+// other steps are undone: a CRIU whose caller died aborts its dump by
+// itself, resuming the tasks and taking their connections out of repair
+// mode; undoing under it would race with it.
+func WaitExit(pid int) undo.Record {
+	return undo.Record{Kind: KindWaitExit, Name: strconv.Itoa(pid), Path: startTime(pid)}
+}
+
+// startTime identifies a process beyond its PID, which the kernel reuses.
+func startTime(pid int) string {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return ""
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return ""
+	}
+	f := strings.Fields(s[i+1:])
+	if len(f) < 20 {
+		return ""
+	}
+	return f[19]
+}
+
+// waitExit waits for the process the record names to end, and kills it
+// when it takes longer than waitExitTimeout.
+func waitExit(r undo.Record) error {
+	pid, err := strconv.Atoi(r.Name)
+	if err != nil {
+		return fmt.Errorf("bad pid %q", r.Name)
+	}
+	alive := func() bool { st := startTime(pid); return st != "" && st == r.Path }
+	deadline := time.Now().Add(waitExitTimeout)
+	for alive() {
+		if time.Now().After(deadline) {
+			if err := unix.Kill(pid, unix.SIGKILL); err != nil && !errors.Is(err, unix.ESRCH) {
+				return fmt.Errorf("kill pid %s: %w", r.Name, err)
+			}
+			deadline = time.Now().Add(waitExitTimeout)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return nil
+}
 
 // Thaw is the record of a freeze.
 func Thaw(dir string) undo.Record { return undo.Record{Kind: KindThaw, Path: dir} }
@@ -155,6 +211,14 @@ func Perform(r undo.Record) error {
 		return network.DeleteLink(r.Netns, r.Name)
 	case KindUnmount:
 		return workdir.DetachMounts(r.Path)
+	case KindWaitExit:
+		return waitExit(r)
+	case KindRmdirCgroup:
+		// A parent that meanwhile holds another container stays.
+		if err := unix.Rmdir(r.Path); err != nil && !errors.Is(err, unix.ENOENT) && !errors.Is(err, unix.EBUSY) && !errors.Is(err, unix.ENOTEMPTY) {
+			return fmt.Errorf("remove cgroup %s: %w", r.Path, err)
+		}
+		return nil
 	}
 	return fmt.Errorf("unknown journal step %q", r.Kind)
 }
