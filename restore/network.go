@@ -98,6 +98,7 @@ func (p *netPlan) rebuild(md *format.Metadata, opts Options) error {
 	if err != nil {
 		return err
 	}
+	ropts.Created = &p.outer
 	// Conflicts (the address in use elsewhere, the bridge missing) are
 	// found before anything is created.
 	if err := network.Check(md.Network, ropts); err != nil {

@@ -99,6 +99,9 @@ func (r *restorer) preflight(ctx context.Context) error {
 		if m.Kind == format.MountCgroup {
 			continue
 		}
+		if r.fg != nil && strings.HasPrefix(m.Source, r.fg.Dir+"/") {
+			continue // the restore writes it into the state directory
+		}
 		if _, err := os.Stat(m.Source); err != nil {
 			add(errdefs.Newf(errdefs.ErrConflict, "mount %s of the container comes from %s, which does not exist on this host: create it", m.Key, m.Source))
 		}
