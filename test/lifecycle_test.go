@@ -248,6 +248,7 @@ func TestRmLeavesTheHostAsBeforeRestore(t *testing.T) {
 			t.Fatalf("restore did not create bridge %s", bridge)
 		}
 
+		t.Logf("the restore added:\n%s", snapshotHost(t, l.hub).diff(before))
 		r := crtool(t, "rm", name)
 		if r.code != 1 || !strings.Contains(r.stderr, "is running") || !strings.Contains(r.stderr, "rm -f") {
 			t.Fatalf("rm of a running container without -f: %s", r)
@@ -283,6 +284,7 @@ func TestRmLeavesTheHostAsBeforeRestore(t *testing.T) {
 		pid := c.restore(archive, "--root", root, "--netns", "/run/netns/"+name, "--name", name)
 		merged := filepath.Join("/var/lib/crtool/containers", name, "merged")
 		waitFor(t, 10*time.Second, "the loop to count on", func() bool { return fileCounter(filepath.Join(merged, "tmp/counter")) > 0 })
+		t.Logf("the restore added:\n%s", snapshotHost(t).diff(before))
 		if r := crtool(t, "rm", "-f", "-t", "0", name); r.code != 0 {
 			t.Fatalf("rm -f: %s", r)
 		}
