@@ -9,7 +9,7 @@ BIN     := bin/crtool
 # Integration tests build containers and run CRIU: give them room.
 TESTFLAGS ?= -count=1 -timeout 45m
 
-.PHONY: all deps deps-podman build demo test unit integration clean-host lint fuzz bench clean man completion install
+.PHONY: all deps deps-podman deps-zdtm build demo test unit integration zdtm clean-host lint fuzz bench clean man completion install
 
 # The run's start: scripts/clean-host.sh leaves what is newer alone.
 CRTOOL_RUN_START ?= $(shell date +%s)
@@ -18,8 +18,8 @@ export CRTOOL_RUN_START
 # The integration tests hold /run/crtool-test.lock (one suite at a time on
 # this host; taken unless the caller holds it) and start from a host as
 # fresh as CI's: scripts/clean-host.sh removes what earlier runs and Podman
-# left.
-INTEGRATION = scripts/test-lock.sh sh -c 'scripts/clean-host.sh && CRTOOL_BIN=$(CURDIR)/$(BIN) $(GO) test $(TESTFLAGS) -v ./test/...'
+# left. The suites (test/ and test/zdtm) run one after the other.
+INTEGRATION = scripts/test-lock.sh sh -c 'scripts/clean-host.sh && CRTOOL_BIN=$(CURDIR)/$(BIN) $(GO) test $(TESTFLAGS) -p 1 -v ./test/...'
 
 all: build
 
@@ -28,6 +28,9 @@ deps:
 
 deps-podman:
 	scripts/deps.sh podman
+
+deps-zdtm:
+	scripts/deps.sh zdtm
 
 build:
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/crtool
@@ -75,19 +78,28 @@ lint: $(GOLANGCI_LINT)
 	scripts/check-edges.sh
 	$(GOLANGCI_LINT) run ./...
 
-unit:
-	$(GO) test $(TESTFLAGS) $$($(GO) list ./... | grep -v /test$$)
+# Unit tests: every package but the integration suites under test/.
+UNIT_PKGS = $$($(GO) list ./... | grep -v '/test\(/\|$$\)')
 
-integration: build
+unit:
+	$(GO) test $(TESTFLAGS) $(UNIT_PKGS)
+
+integration: deps-zdtm build
 	$(INTEGRATION)
+
+# zdtm runs CRIU's own zdtm tests (test/zdtm/selection.txt) through crtool,
+# with runc checkpoint/restore as the control; see test/zdtm/README.md.
+# make integration and make test include it.
+zdtm: deps-zdtm build
+	scripts/test-lock.sh sh -c 'CRTOOL_BIN=$(CURDIR)/$(BIN) $(GO) test $(TESTFLAGS) -v ./test/zdtm'
 
 clean-host:
 	scripts/clean-host.sh
 
 # test runs everything CI runs: lint, unit tests, a short fuzzing round,
-# integration tests on a cleaned host.
-test: deps deps-podman lint build
-	$(GO) test $(TESTFLAGS) $$($(GO) list ./... | grep -v /test$$)
+# integration tests and CRIU's zdtm tests on a cleaned host.
+test: deps deps-podman deps-zdtm lint build
+	$(GO) test $(TESTFLAGS) $(UNIT_PKGS)
 	$(MAKE) fuzz FUZZTIME=10s
 	$(INTEGRATION)
 

@@ -15,6 +15,8 @@ import (
 	"time"
 
 	oc "github.com/opencontainers/cgroups"
+
+	"github.com/crtool/crtool/format"
 )
 
 // Layout is how the host mounts cgroups.
@@ -76,7 +78,12 @@ func (s Set) Keys() []string {
 }
 
 // Dir is the host directory of the cgroup path p in hierarchy h.
+// The path may come from an archive: it must be clean and absolute, so
+// that the directory stays below the hierarchy's mount (no "..").
 func Dir(h, p string) (string, error) {
+	if err := format.CheckCgroupPath("cgroup path", p); err != nil {
+		return "", err
+	}
 	mnt, root, err := mountOf(h)
 	if err != nil {
 		return "", err

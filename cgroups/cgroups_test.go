@@ -250,3 +250,27 @@ func TestRemoveChildrenFirst(t *testing.T) {
 		t.Fatalf("%s is still there: %v", dirs[0], err)
 	}
 }
+
+// TestDirStaysBelowMount gives Dir cgroup paths an archive could carry
+// (crtool.json's cgroups.paths, CRIU's cgroup.img) that climb out of the
+// hierarchy's mount; thaw and kill would then write and read there.
+func TestDirStaysBelowMount(t *testing.T) {
+	mnt, err := MountPoint(Unified)
+	if err != nil {
+		t.Fatalf("this test needs cgroup v2 mounted: %v", err)
+	}
+	for _, p := range []string{"/../../../../../../tmp/x", "/a/../../../../../../etc", "x/y", "/a/..", "/a//b"} {
+		d, err := Dir(Unified, p)
+		if err == nil {
+			t.Errorf("Dir(%q) = %s, want an error", p, d)
+			continue
+		}
+		if !strings.Contains(err.Error(), "cgroup path") {
+			t.Errorf("Dir(%q) error %q does not name the cgroup path", p, err)
+		}
+	}
+	d, err := Dir(Unified, "/crtool-test/x")
+	if err != nil || d != mnt+"/crtool-test/x" {
+		t.Errorf("Dir(/crtool-test/x) = %s, %v; want %s/crtool-test/x", d, err, mnt)
+	}
+}

@@ -343,7 +343,11 @@ func (d *dumper) inspectFrozen(ctx context.Context) error {
 	if d.fds, err = scanFds(pids); err != nil {
 		return err
 	}
-	if d.files, err = externalFiles(d.fds, d.mounts.ids); err != nil {
+	scope, err := d.fdScope(pids)
+	if err != nil {
+		return err
+	}
+	if d.files, err = externalFiles(d.fds, scope); err != nil {
 		return err
 	}
 	if err := writeDescriptors(d.wd.Images, stdioOf(d.c.pid, d.fds)); err != nil {
@@ -451,7 +455,7 @@ func (d *dumper) pack(ctx context.Context) (err error) {
 			}
 		}
 	}
-	_, err = archive.WriteFile(ctx, d.opts.Output, d.wd.Path, archive.WriteOptions{Compression: d.opts.Compression, Progress: progress})
+	_, err = archive.WriteFile(ctx, d.opts.Output, d.wd.Path, archive.WriteOptions{Compression: d.opts.Compression, Progress: progress, Manifest: true})
 	if err != nil {
 		return fmt.Errorf("write %s: %w", d.opts.Output, err)
 	}
@@ -752,6 +756,37 @@ func processStart(pid int) time.Time {
 func hostCPU() *format.CPUFeatures {
 	h := cpufeat.Host()
 	return &h
+}
+
+// fdScope gathers what externalFiles needs besides the descriptors: the
+// mounts of every mount namespace in the container and of the host, and the
+// pipes that processes outside the container hold too.
+func (d *dumper) fdScope(pids []int) (fdScope, error) {
+	var s fdScope
+	var err error
+	if s.containerMounts, err = mountIDsOf(pids); err != nil {
+		return s, err
+	}
+	for id := range d.mounts.ids {
+		s.containerMounts[id] = true
+	}
+	if s.hostMounts, err = mountIDsOf([]int{os.Getpid()}); err != nil {
+		return s, err
+	}
+	inside := map[int]bool{}
+	for _, p := range pids {
+		inside[p] = true
+	}
+	pipes := map[string]bool{}
+	for _, f := range d.fds {
+		if strings.HasPrefix(f.target, "pipe:[") {
+			pipes[f.target] = true
+		}
+	}
+	if s.pipesOutside, err = pipesHeldOutside(pipes, inside); err != nil {
+		return s, err
+	}
+	return s, nil
 }
 
 // stdioOf is what descriptors 0, 1 and 2 of pid point to, as /proc shows it

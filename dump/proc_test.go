@@ -205,7 +205,7 @@ func TestScanFds(t *testing.T) {
 
 	// Nothing of the process is on a mount of the "container": every file
 	// leads outside, and the pipe whose read end is the test's.
-	ext, err := externalFiles(fds, map[int]bool{})
+	ext, err := externalFiles(fds, realScope(t, fds, pid, map[int]bool{}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -241,7 +241,7 @@ func TestScanFds(t *testing.T) {
 	for _, f := range fds {
 		inside[f.mntID] = true
 	}
-	ext, err = externalFiles(fds, inside)
+	ext, err = externalFiles(fds, realScope(t, fds, pid, inside))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -283,7 +283,7 @@ func TestExternalFilesRefuses(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if _, err := externalFiles(fds, map[int]bool{}); !errors.Is(err, ErrUnsupported) || !strings.Contains(err.Error(), tt.want) || !strings.Contains(err.Error(), "fd 3") {
+			if _, err := externalFiles(fds, realScope(t, fds, pid, map[int]bool{})); !errors.Is(err, ErrUnsupported) || !strings.Contains(err.Error(), tt.want) || !strings.Contains(err.Error(), "fd 3") {
 				t.Fatalf("externalFiles = %v, want %q for fd 3", err, tt.want)
 			}
 		})

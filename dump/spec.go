@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/crtool/crtool/format"
+	"github.com/crtool/crtool/internal/capability"
 )
 
 // specFor returns the OCI runtime spec of the container: the bundle's
@@ -85,11 +86,11 @@ func synthesizeSpec(c *container, t *mountTable, ext []format.ExternalMount) (*s
 	}
 	s.Process.NoNewPrivileges = st["NoNewPrivs"] == "1"
 	s.Process.Capabilities = &specs.LinuxCapabilities{
-		Bounding:    capNames(st["CapBnd"]),
-		Effective:   capNames(st["CapEff"]),
-		Permitted:   capNames(st["CapPrm"]),
-		Inheritable: capNames(st["CapInh"]),
-		Ambient:     capNames(st["CapAmb"]),
+		Bounding:    capability.FromHex(st["CapBnd"]),
+		Effective:   capability.FromHex(st["CapEff"]),
+		Permitted:   capability.FromHex(st["CapPrm"]),
+		Inheritable: capability.FromHex(st["CapInh"]),
+		Ambient:     capability.FromHex(st["CapAmb"]),
 	}
 	s.Process.Rlimits = rlimits(pid)
 	if h, err := hostnameOf(pid); err == nil {
@@ -140,33 +141,6 @@ func firstField(s string) int {
 	}
 	n, _ := strconv.Atoi(f[0])
 	return n
-}
-
-// capabilityNames is indexed by capability number (linux/capability.h).
-var capabilityNames = []string{
-	"CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID",
-	"CAP_KILL", "CAP_SETGID", "CAP_SETUID", "CAP_SETPCAP", "CAP_LINUX_IMMUTABLE",
-	"CAP_NET_BIND_SERVICE", "CAP_NET_BROADCAST", "CAP_NET_ADMIN", "CAP_NET_RAW", "CAP_IPC_LOCK",
-	"CAP_IPC_OWNER", "CAP_SYS_MODULE", "CAP_SYS_RAWIO", "CAP_SYS_CHROOT", "CAP_SYS_PTRACE",
-	"CAP_SYS_PACCT", "CAP_SYS_ADMIN", "CAP_SYS_BOOT", "CAP_SYS_NICE", "CAP_SYS_RESOURCE",
-	"CAP_SYS_TIME", "CAP_SYS_TTY_CONFIG", "CAP_MKNOD", "CAP_LEASE", "CAP_AUDIT_WRITE",
-	"CAP_AUDIT_CONTROL", "CAP_SETFCAP", "CAP_MAC_OVERRIDE", "CAP_MAC_ADMIN", "CAP_SYSLOG",
-	"CAP_WAKE_ALARM", "CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ", "CAP_PERFMON", "CAP_BPF",
-	"CAP_CHECKPOINT_RESTORE",
-}
-
-func capNames(hex string) []string {
-	mask, err := strconv.ParseUint(hex, 16, 64)
-	if err != nil {
-		return nil
-	}
-	out := []string{}
-	for i, n := range capabilityNames {
-		if mask&(1<<uint(i)) != 0 {
-			out = append(out, n)
-		}
-	}
-	return out
 }
 
 // limitNames maps /proc/PID/limits rows to OCI rlimit types.

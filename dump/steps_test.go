@@ -170,6 +170,12 @@ func members(t *testing.T, path string) map[string][]byte {
 func packedDumper(t *testing.T, opts Options) *dumper {
 	t.Helper()
 	pid := start(t, exec.Command("sleep", "60"))
+	// Start returns after the fork, maybe before the exec.
+	for deadline := time.Now().Add(5 * time.Second); commOf(pid) != "sleep"; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("pid %d is %q, not sleep", pid, commOf(pid))
+		}
+	}
 	table, ext, nss := runcContainer(t, pid)
 	c := &container{
 		pid: pid, comm: "sleep", root: "/tmp/exp/bundle/rootfs", namespaces: nss,

@@ -2,6 +2,7 @@ package format
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -159,9 +160,12 @@ func WriteMetadata(dir string, m *Metadata) error {
 // ReadMetadata reads dir/crtool.json. It returns os.ErrNotExist (wrapped)
 // for archives that crtool did not write.
 func ReadMetadata(dir string) (*Metadata, error) {
-	b, err := os.ReadFile(filepath.Join(dir, MetadataFile))
-	if err != nil {
+	b, err := ReadMetadataFile(filepath.Join(dir, MetadataFile), MetadataFile)
+	if errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("read %s: %w", MetadataFile, err)
+	}
+	if err != nil {
+		return nil, err
 	}
 	return ParseMetadata(b)
 }

@@ -24,9 +24,13 @@ import (
 // Bounds on what inspect reads into memory from a hostile archive. Real
 // images are far smaller: the largest in the reference archives is 23 KB;
 // a process with 100,000 mappings has an mm image of about 5 MiB.
+// Decoded entries cost far more than their bytes (an empty entry is 4
+// bytes, decoded a few hundred): maxDecodedEntries bounds them across all
+// images, on top of criuimg.MaxEntries per image.
 const (
-	maxMemberSize = 64 << 20
-	maxLoadTotal  = 512 << 20
+	maxMemberSize     = 64 << 20
+	maxLoadTotal      = 512 << 20
+	maxDecodedEntries = 1 << 20
 )
 
 var checkpointPrefix = format.CheckpointDir + "/"
@@ -53,6 +57,7 @@ type contents struct {
 	pages    map[string]map[int64][]byte
 	pageSize int
 	decoded  map[string][]proto.Message
+	entries  int                 // decoded entries, in all images
 	mems     map[uint32]*procMem // by pid; nil entries: no memory images
 }
 
@@ -95,6 +100,9 @@ func (c *contents) image(name string, kind imageKind) ([]proto.Message, error) {
 	msgs, err := decodeImage(name, m.data, kind)
 	if err != nil {
 		return nil, err
+	}
+	if c.entries += len(msgs); c.entries > maxDecodedEntries {
+		return nil, memberErr(name, fmt.Errorf("%w: the images inspect needs hold more than %d entries together", ErrTooLarge, maxDecodedEntries))
 	}
 	c.decoded[name] = msgs
 	return msgs, nil

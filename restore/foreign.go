@@ -17,6 +17,7 @@ import (
 	"github.com/crtool/crtool/internal/errdefs"
 	"github.com/crtool/crtool/internal/podman"
 	"github.com/crtool/crtool/internal/rootfs"
+	"github.com/crtool/crtool/internal/safefs"
 )
 
 // StateDir holds what crtool creates on the host for containers restored
@@ -30,6 +31,8 @@ var StateDir = "/var/lib/crtool/containers"
 type foreign struct {
 	*podman.Checkpoint
 	created bool
+	// allowDevices lets rootfs-diff.tar create device nodes.
+	allowDevices bool
 }
 
 // mountOverlay mounts the root filesystem to restore into: an overlay
@@ -87,7 +90,7 @@ func (f *foreign) fill(ctx context.Context, stage, root string) error {
 	if _, err := os.Stat(deleted); err != nil {
 		deleted = ""
 	}
-	if err := rootfs.Apply(ctx, root, diff, deleted); err != nil {
+	if err := rootfs.Apply(ctx, root, diff, deleted, rootfs.Limits{AllowDevices: f.allowDevices}); err != nil {
 		return fmt.Errorf("apply the archive's root filesystem changes: %w", err)
 	}
 	if err := f.writeUserdata(ctx, stage); err != nil {
@@ -216,7 +219,9 @@ func (f *foreign) remove() error {
 			return fmt.Errorf("unmount %s: %w", merged, err)
 		}
 	}
-	if err := os.RemoveAll(f.Dir); err != nil {
+	// The overlay's upper directory holds rootfs-diff.tar's tree, which
+	// may nest deeper than os.RemoveAll can go.
+	if err := safefs.RemoveTree(context.Background(), f.Dir); err != nil {
 		return fmt.Errorf("remove %s: %w", f.Dir, err)
 	}
 	return nil

@@ -26,7 +26,9 @@ import (
 	"github.com/crtool/crtool/internal/errdefs"
 	"github.com/crtool/crtool/internal/guardian"
 	"github.com/crtool/crtool/internal/podman"
+	"github.com/crtool/crtool/internal/safefs"
 	"github.com/crtool/crtool/internal/testpoint"
+	"github.com/crtool/crtool/internal/trust"
 	"github.com/crtool/crtool/internal/undo"
 	"github.com/crtool/crtool/internal/workdir"
 )
@@ -67,6 +69,16 @@ type Options struct {
 	// Warnf reports what the user must know even without -v: an undo step
 	// that failed, a piece left behind. nil discards it.
 	Warnf func(format string, args ...any)
+	// AllowHostNamespaces restores a process tree that shares the host's
+	// pid, mount, network, UTS or IPC namespace, as its images say.
+	AllowHostNamespaces bool
+	// AllowHostPath are host files and directories the container may be
+	// handed: external files and bind-mount sources the archive names are
+	// opened only at or below one of them (/dev/null needs none).
+	AllowHostPath []string
+	// AllowDevices lets a foreign archive's rootfs-diff.tar create block
+	// and character device nodes in the container's root filesystem.
+	AllowDevices bool
 }
 
 // Result describes a restored container.
@@ -178,7 +190,7 @@ func Run(ctx context.Context, opts Options) (res *Result, err error) {
 	}()
 	// The checks change nothing but the work directory; a dry run ends
 	// after them.
-	check := []func(context.Context) error{r.unpack, r.describe, r.preflight}
+	check := []func(context.Context) error{r.unpack, r.describe, r.validate, r.preflight}
 	act := []func(context.Context) error{
 		r.prepareRoot, r.prepareCgroups, r.prepareNetwork, r.prepareFiles, r.restore, r.resume, r.commit,
 	}
@@ -222,7 +234,16 @@ func (r *restorer) unpack(ctx context.Context) (err error) {
 	if err := r.rollback.PushRecord("remove work directory "+wd.Path, guardian.KeepLog(wd.Path, r.log, r.keptLog), func() error { return wd.RemoveKeepingLog(r.log, r.keptLog) }); err != nil {
 		return err
 	}
-	if err := unpack(ctx, r.opts.Input, wd.Path, r.opts.Progress); err != nil {
+	verified, err := unpack(ctx, r.opts.Input, wd.Path, r.opts.Progress)
+	if err != nil {
+		return err
+	}
+	if verified {
+		r.opts.logf("every member matches the archive's manifest")
+	}
+	// A failed restore keeps restore.log for the error to quote: only
+	// CRIU's own, not one the archive brought.
+	if err := safefs.RemoveTree(ctx, r.log); err != nil {
 		return err
 	}
 	testpoint.Reach("restore-unpacked")
@@ -242,7 +263,7 @@ func (r *restorer) describe(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("%s: %w", r.opts.Input, err)
 		}
-		r.fg, md = &foreign{Checkpoint: cp}, cp.Metadata
+		r.fg, md = &foreign{Checkpoint: cp, allowDevices: r.opts.AllowDevices}, cp.Metadata
 		if r.opts.Root == "" {
 			return fmt.Errorf("%s was not written by crtool: pass --root DIR, the root filesystem of its image (it stays unmodified: the container runs on an overlay of it)", r.opts.Input)
 		}
@@ -346,7 +367,7 @@ func (r *restorer) prepareCgroups(ctx context.Context) error {
 	if err := r.rollback.PushRecord("kill what the restore left in the container's cgroups", guardian.KillCgroups(dirs), func() error { return killCgroups(cg) }); err != nil {
 		return err
 	}
-	if r.extMnt, err = mapMounts(r.md); err != nil {
+	if r.extMnt, err = mapMounts(r.md, r.policy()); err != nil {
 		return err
 	}
 	return nil
@@ -368,8 +389,9 @@ func (r *restorer) prepareNetwork(ctx context.Context) error {
 
 // prepareFiles opens the replacements of descriptors that led outside.
 func (r *restorer) prepareFiles(ctx context.Context) error {
-	for _, ef := range r.md.Files {
-		f, err := openExternalFile(ef, r.opts.Log)
+	p := r.policy()
+	for i, ef := range r.md.Files {
+		f, err := openExternalFile(i, ef, r.opts.Log, p)
 		if err != nil {
 			return err
 		}
@@ -482,7 +504,7 @@ func criuRestoreOptions(imgFd int32, root string, md *format.Metadata, o Options
 }
 
 // unpack extracts the archive into dir.
-func unpack(ctx context.Context, input, dir string, progress func(done, total int64)) error {
+func unpack(ctx context.Context, input, dir string, progress func(done, total int64)) (verified bool, err error) {
 	// A read of stdin blocks until the next byte arrives; Ctrl-C must end
 	// the restore at once.
 	var r io.Reader = &cancelableReader{ctx: ctx, r: os.Stdin}
@@ -490,7 +512,7 @@ func unpack(ctx context.Context, input, dir string, progress func(done, total in
 	if input != "-" {
 		f, err := os.Open(input)
 		if err != nil {
-			return fmt.Errorf("open archive: %w", err)
+			return false, fmt.Errorf("open archive: %w", err)
 		}
 		defer f.Close()
 		if st, err := f.Stat(); err == nil {
@@ -501,10 +523,13 @@ func unpack(ctx context.Context, input, dir string, progress func(done, total in
 	if progress != nil {
 		r = &countingReader{r: r, total: total, report: progress}
 	}
-	if _, err := archive.Extract(ctx, r, dir, archive.ExtractOptions{}); err != nil {
-		return fmt.Errorf("%s: %w", input, err)
+	// A crtool archive's manifest is checked as the archive is read, so a
+	// damaged or modified member is refused before anything uses it.
+	st, err := archive.Extract(ctx, r, dir, archive.ExtractOptions{})
+	if err != nil {
+		return false, fmt.Errorf("%s: %w", input, err)
 	}
-	return nil
+	return st.Verified, nil
 }
 
 // cancelableReader returns ctx's error as soon as ctx is done, even while
@@ -604,21 +629,28 @@ func thaw(h, p string) error {
 }
 
 // mapMounts says where each external mount of the container comes from on
-// this host.
-func mapMounts(md *format.Metadata) ([]*rpc.ExtMountMap, error) {
+// this host: a bind source only where p allows it, with symlinks resolved
+// so that CRIU mounts what was checked.
+func mapMounts(md *format.Metadata, p trust.Policy) ([]*rpc.ExtMountMap, error) {
 	var out []*rpc.ExtMountMap
-	for _, m := range md.Mounts {
-		src := m.Source
+	for i, m := range md.Mounts {
+		var src string
 		if m.Kind == format.MountCgroup {
 			// CRIU creates the cgroup, with its recorded properties,
 			// before it mounts anything.
 			dir, err := cgroups.Dir(m.Hierarchy, m.CgroupPath)
 			if err != nil {
-				return nil, fmt.Errorf("cgroup mount %s: %w", m.Key, err)
+				return nil, fmt.Errorf("cgroup mount %q: %w", m.Key, err)
 			}
 			src = dir
-		} else if _, err := os.Stat(src); err != nil {
-			return nil, fmt.Errorf("mount %s of the container comes from %s, which does not exist on this host: create it", m.Key, src)
+		} else {
+			var err error
+			if src, err = p.HostPath(fmt.Sprintf("externalMounts[%d].source", i), m.Source); err != nil {
+				return nil, err
+			}
+			if _, err := os.Stat(src); err != nil {
+				return nil, fmt.Errorf("mount %q of the container comes from %s, which does not exist on this host: create it", m.Key, src)
+			}
 		}
 		out = append(out, &rpc.ExtMountMap{Key: proto.String(m.Key), Val: proto.String(src)})
 	}
@@ -626,14 +658,15 @@ func mapMounts(md *format.Metadata) ([]*rpc.ExtMountMap, error) {
 }
 
 // openExternalFile opens the replacement for a descriptor that led outside
-// the container: the same file again, or for a pipe to a supervisor that
-// no longer exists, the log file (write ends) or /dev/null.
-func openExternalFile(ef format.ExternalFile, logPath string) (*os.File, error) {
+// the container: the same file again where p allows it, or for a pipe to
+// a supervisor that no longer exists, the log file (write ends) or
+// /dev/null.
+func openExternalFile(i int, ef format.ExternalFile, logPath string, p trust.Policy) (*os.File, error) {
 	acc := ef.Flags & unix.O_ACCMODE
 	switch ef.Kind {
 	case format.FilePipe:
 		if acc == unix.O_WRONLY && logPath != "" {
-			f, err := os.OpenFile(logPath, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+			f, err := openNoFollow(logPath, os.O_WRONLY|os.O_APPEND|os.O_CREATE)
 			if err != nil {
 				return nil, fmt.Errorf("open --log %s: %w", logPath, err)
 			}
@@ -641,27 +674,42 @@ func openExternalFile(ef format.ExternalFile, logPath string) (*os.File, error) 
 		}
 		return os.OpenFile(os.DevNull, os.O_RDWR, 0)
 	case format.FileReg:
-		flags := acc
-		if acc != unix.O_RDONLY {
-			// Appending never overwrites what the file got meanwhile.
-			flags |= unix.O_APPEND
-		}
-		f, err := os.OpenFile(ef.Path, flags, 0)
+		f, err := p.OpenFile(fmt.Sprintf("externalFiles[%d].path", i), ef.Path, ef.Flags)
 		if err != nil {
-			return nil, fmt.Errorf("container descriptor %s leads to %s: %w: create it", ef.Key, ef.Path, err)
+			return nil, fmt.Errorf("container descriptor %s: %w", ef.Key, err)
 		}
 		return f, nil
 	}
-	return nil, errdefs.Newf(errdefs.ErrInvalidArchive, "unknown external file kind %q", ef.Kind)
+	return nil, errdefs.Newf(errdefs.ErrInvalidArchive, "externalFiles[%d].kind %q is not a file kind crtool knows", i, ef.Kind)
 }
 
+// openNoFollow opens a file the operator named (--log, --pid-file)
+// without following a symlink in its place, which another user of a shared
+// directory could plant to have root write elsewhere.
+func openNoFollow(path string, flags int) (*os.File, error) {
+	return os.OpenFile(path, flags|unix.O_NOFOLLOW, 0o600)
+}
+
+// writePidFile writes the pid to a new file beside path and renames it
+// over path: the rename replaces a symlink at path instead of following it,
+// and the new file is created exclusively.
 func writePidFile(path string, pid int) error {
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, []byte(strconv.Itoa(pid)), 0o644); err != nil {
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
+	if err != nil {
 		return fmt.Errorf("write pid file: %w", err)
 	}
-	if err := os.Rename(tmp, path); err != nil {
-		_ = os.Remove(tmp)
+	_, err = tmp.WriteString(strconv.Itoa(pid))
+	if err == nil {
+		err = tmp.Chmod(0o644)
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp.Name(), path)
+	}
+	if err != nil {
+		_ = os.Remove(tmp.Name())
 		return fmt.Errorf("write pid file: %w", err)
 	}
 	return nil

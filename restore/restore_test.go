@@ -9,6 +9,7 @@ import (
 
 	"github.com/crtool/crtool/cgroups"
 	"github.com/crtool/crtool/format"
+	"github.com/crtool/crtool/internal/trust"
 	"github.com/crtool/crtool/internal/undo"
 )
 
@@ -20,7 +21,7 @@ func TestMapMounts(t *testing.T) {
 	if _, err := cgroups.MountPoint("freezer"); err != nil {
 		md.Mounts[1] = format.ExternalMount{Key: "/sys/fs/cgroup", Kind: format.MountCgroup, Hierarchy: cgroups.Unified, CgroupPath: "/crtool-x/c"}
 	}
-	got, err := mapMounts(md)
+	got, err := mapMounts(md, trust.Policy{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -28,7 +29,7 @@ func TestMapMounts(t *testing.T) {
 		t.Fatalf("mapMounts = %v", got)
 	}
 	md.Mounts = []format.ExternalMount{{Key: "/data", Kind: format.MountBind, Source: "/nonexistent/crtool/volume"}}
-	if _, err := mapMounts(md); err == nil || !strings.Contains(err.Error(), "create it") {
+	if _, err := mapMounts(md, trust.Policy{HostPaths: []string{"/nonexistent"}}); err == nil || !strings.Contains(err.Error(), "create it") {
 		t.Fatalf("missing source: %v", err)
 	}
 }

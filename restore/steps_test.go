@@ -20,6 +20,7 @@ import (
 	"github.com/crtool/crtool/internal/network"
 	"github.com/crtool/crtool/internal/podman"
 	"github.com/crtool/crtool/internal/testutil"
+	"github.com/crtool/crtool/internal/trust"
 	"github.com/crtool/crtool/internal/undo"
 )
 
@@ -83,7 +84,7 @@ func TestDescribeRefuses(t *testing.T) {
 	t.Run("no inventory", func(t *testing.T) {
 		in := crtoolArchive(t, &format.Metadata{Version: 1})
 		stage := t.TempDir()
-		if err := unpack(ctx, in, stage, nil); err != nil {
+		if _, err := unpack(ctx, in, stage, nil); err != nil {
 			t.Fatal(err)
 		}
 		if err := os.Remove(filepath.Join(stage, format.CheckpointDir, format.InventoryImage)); err != nil {
@@ -131,7 +132,7 @@ func TestUnpackReportsProgress(t *testing.T) {
 	}
 	var calls int
 	var last, total int64
-	err = unpack(context.Background(), in, t.TempDir(), func(done, tot int64) {
+	_, err = unpack(context.Background(), in, t.TempDir(), func(done, tot int64) {
 		if done < last {
 			t.Errorf("progress went back from %d to %d", last, done)
 		}
@@ -143,7 +144,7 @@ func TestUnpackReportsProgress(t *testing.T) {
 	if calls == 0 || total != st.Size() || last != st.Size() {
 		t.Fatalf("progress: %d calls, last %d of %d, want the whole %d bytes", calls, last, total, st.Size())
 	}
-	if err := unpack(context.Background(), filepath.Join(t.TempDir(), "gone"), t.TempDir(), nil); err == nil || !strings.Contains(err.Error(), "open archive") {
+	if _, err := unpack(context.Background(), filepath.Join(t.TempDir(), "gone"), t.TempDir(), nil); err == nil || !strings.Contains(err.Error(), "open archive") {
 		t.Fatalf("unpack of a missing archive: %v", err)
 	}
 }
@@ -227,7 +228,7 @@ func TestForeignStateDirectory(t *testing.T) {
 		t.Fatalf("/etc/hostname mount point: %v", err)
 	}
 	// The bind mounts' sources now exist on this host.
-	ext, err := mapMounts(r.md)
+	ext, err := mapMounts(r.md, r.policy())
 	if err != nil {
 		t.Fatalf("mapMounts after fill: %v", err)
 	}
@@ -300,7 +301,7 @@ func TestPrepareCrtoolArchive(t *testing.T) {
 	md := crtoolMetadata(t, root)
 	logPath := filepath.Join(t.TempDir(), "out.log")
 	work, keep := t.TempDir(), filepath.Join(t.TempDir(), "images")
-	r := &restorer{opts: Options{Input: crtoolArchive(t, md), WorkDir: work, Log: logPath, KeepImages: keep}}
+	r := &restorer{opts: Options{Input: crtoolArchive(t, md), WorkDir: work, Log: logPath, KeepImages: keep, AllowHostPath: []string{os.TempDir()}}}
 	for _, step := range []func(context.Context) error{r.unpack, r.describe, r.prepareRoot, r.prepareCgroups, r.prepareNetwork, r.prepareFiles} {
 		if err := step(ctx); err != nil {
 			r.closeFiles()
@@ -365,7 +366,7 @@ func TestRollbackReportsEveryFailure(t *testing.T) {
 	md.Files[1].Path = filepath.Join(t.TempDir(), "gone.log")
 	work := t.TempDir()
 	var warnings []string
-	r := &restorer{opts: Options{Input: crtoolArchive(t, md), WorkDir: work, Warnf: func(f string, a ...any) {
+	r := &restorer{opts: Options{Input: crtoolArchive(t, md), WorkDir: work, AllowHostPath: []string{os.TempDir()}, Warnf: func(f string, a ...any) {
 		warnings = append(warnings, fmt.Sprintf(f, a...))
 	}}}
 	var ranAfter bool
@@ -444,7 +445,7 @@ func TestOpenExternalFile(t *testing.T) {
 		{"file written", format.ExternalFile{Kind: format.FileReg, Path: reg, Flags: unix.O_WRONLY | unix.O_TRUNC}, "", reg, unix.O_WRONLY, true},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			f, err := openExternalFile(tt.ef, tt.log)
+			f, err := openExternalFile(0, tt.ef, tt.log, trust.Policy{HostPaths: []string{dir}})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -462,13 +463,13 @@ func TestOpenExternalFile(t *testing.T) {
 	if b, _ := os.ReadFile(reg); string(b) != "old\n" {
 		t.Fatalf("file content now %q", b)
 	}
-	if _, err := openExternalFile(format.ExternalFile{Key: "file[1:2]", Kind: format.FileReg, Path: filepath.Join(dir, "gone")}, ""); err == nil || !strings.Contains(err.Error(), "file[1:2] leads to") {
+	if _, err := openExternalFile(0, format.ExternalFile{Key: "file[1:2]", Kind: format.FileReg, Path: filepath.Join(dir, "gone")}, "", trust.Policy{HostPaths: []string{dir}}); err == nil || !strings.Contains(err.Error(), "file[1:2]") || !strings.Contains(err.Error(), "create it") {
 		t.Fatalf("missing file: %v", err)
 	}
-	if _, err := openExternalFile(format.ExternalFile{Kind: format.FilePipe, Flags: unix.O_WRONLY}, filepath.Join(dir, "no", "log")); err == nil || !strings.Contains(err.Error(), "--log") {
+	if _, err := openExternalFile(0, format.ExternalFile{Kind: format.FilePipe, Flags: unix.O_WRONLY}, filepath.Join(dir, "no", "log"), trust.Policy{}); err == nil || !strings.Contains(err.Error(), "--log") {
 		t.Fatalf("unwritable log: %v", err)
 	}
-	if _, err := openExternalFile(format.ExternalFile{Kind: "socket"}, ""); !errors.Is(err, errdefs.ErrInvalidArchive) {
+	if _, err := openExternalFile(0, format.ExternalFile{Kind: "socket"}, "", trust.Policy{}); !errors.Is(err, errdefs.ErrInvalidArchive) {
 		t.Fatalf("unknown kind: %v", err)
 	}
 }

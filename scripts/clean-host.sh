@@ -6,7 +6,7 @@
 #
 # It removes only what matches the names Podman and crtool's tests use,
 # and only what nothing uses:
-#   - cgroup trees /libpod_parent, /crtool-test, /crtool-test-<hex>,
+#   - cgroup trees /libpod_parent, /crtool-test, /crtool-zdtm, /crtool-test-<hex>,
 #     /crtool-freezer-test-<hex> and /crtool-unit-<pid> in every hierarchy,
 #     when no process is in any cgroup of the tree;
 #   - network namespaces in /run/netns named like the tests' ones, when no
@@ -58,9 +58,9 @@ cutoff=${CRTOOL_CLEAN_CUTOFF:-$cutoff}
 # The names crtool's tests and Podman give what they leave on the host.
 # Keep them in step with test/*.go, internal/network's testPrefix and the
 # other packages' tests.
-cgroup_tops='^(libpod_parent|crtool-test|crtool-test-[0-9a-f]+|crtool-freezer-test-[0-9a-f]+|crtool-unit-[0-9]+)$'
-test_cgroup_tops='^(crtool-test|crtool-test-[0-9a-f]+|crtool-freezer-test-[0-9a-f]+|crtool-unit-[0-9]+)$'
-netns_names='^((crt|crh|crp|crtpod|crtpd|crio|bbloop|bb2)-[0-9a-f]{8}|crtnt[0-9a-f]{6}(-.*)?)$'
+cgroup_tops='^(libpod_parent|crtool-test|crtool-zdtm|crtool-test-[0-9a-f]+|crtool-freezer-test-[0-9a-f]+|crtool-unit-[0-9]+)$'
+test_cgroup_tops='^(crtool-test|crtool-zdtm|crtool-test-[0-9a-f]+|crtool-freezer-test-[0-9a-f]+|crtool-unit-[0-9]+)$'
+netns_names='^((crt|crh|crp|crtpod|crtpd|crio|bbloop|bb2|zd)-[0-9a-f]{8}|crtnt[0-9a-f]{6}(-.*)?)$'
 host_links='^crtnt[0-9a-f]{6}'
 podman_networks='^crtnet-[0-9a-f]{8}$'
 state_dirs='^(crt|crtpod|crtpd|crio|bbloop|bb2)-[0-9a-f]{8}(-copy)?$'

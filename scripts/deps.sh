@@ -5,11 +5,18 @@
 #
 #   scripts/deps.sh            CRIU >= 4.2, runc, busybox-static, nftables
 #   scripts/deps.sh podman     also Podman (runc runtime) and checkpointctl
+#   scripts/deps.sh zdtm       also what building CRIU's zdtm tests needs, and
+#                              their source (see test/zdtm/README.md)
 set -euo pipefail
 
 PREFIX=${CRTOOL_PREFIX:-/opt/crtool}
 CRIU_MIN=4.2
 SUITE=${CRTOOL_CRIU_SUITE:-testing}   # Debian suite that ships CRIU >= 4.2
+MIRROR=${CRTOOL_DEBIAN_MIRROR:-http://deb.debian.org/debian}
+# CRIU's upstream source as Debian ships it; test/zdtm builds its tests from
+# it. Pinned by hash: the tests must match what they are checked against.
+ZDTM_SRC=criu_4.2.1.orig.tar.xz
+ZDTM_SRC_SHA256=29ec0ee09e296479fe7048c80980e8ef1d0684d0b0204c2b101dfea19f6725b9
 
 say() { echo "deps: $*" >&2; }
 die() { echo "deps: error: $*" >&2; exit 1; }
@@ -56,7 +63,7 @@ private_apt_update() {
 	mkdir -p "$APTDIR/lists/partial" "$APTDIR/cache/archives/partial"
 	cat >"$APTDIR/suite.sources" <<SRC
 Types: deb
-URIs: http://deb.debian.org/debian
+URIs: $MIRROR
 Suites: $SUITE
 Components: main
 Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
@@ -140,10 +147,35 @@ conmon_env_vars = ["PATH=$PREFIX/criu/bin:/usr/local/sbin:/usr/local/bin:/usr/sb
 CONF
 }
 
+# install_zdtm_source puts CRIU's source tarball into $PREFIX/zdtm. It comes
+# from the archive's pool by path: the package index may have moved on to a
+# newer CRIU, and only the upstream tarball is needed, not Debian's patches.
+install_zdtm_source() {
+	local dest=$PREFIX/zdtm/$ZDTM_SRC tmp
+	if [ -f "$dest" ] && echo "$ZDTM_SRC_SHA256  $dest" | sha256sum -c --quiet - 2>/dev/null; then
+		return
+	fi
+	say "downloading $ZDTM_SRC"
+	mkdir -p "$PREFIX/zdtm"
+	tmp=$(mktemp "$dest.XXXXXX")
+	curl -fsSL --retry 3 -o "$tmp" "$MIRROR/pool/main/c/criu/$ZDTM_SRC" ||
+		{ rm -f "$tmp"; die "download of $ZDTM_SRC from $MIRROR failed"; }
+	echo "$ZDTM_SRC_SHA256  $tmp" | sha256sum -c --quiet - ||
+		{ rm -f "$tmp"; die "$ZDTM_SRC does not have the expected SHA-256; set CRTOOL_DEBIAN_MIRROR to another mirror"; }
+	chmod 644 "$tmp"
+	mv "$tmp" "$dest"
+}
+
 apt_install runc busybox-static patchelf nftables iproute2 curl ca-certificates zstd
 install_criu
 if [ "${1:-}" = podman ]; then
 	install_podman
 	install_checkpointctl
+fi
+if [ "${1:-}" = zdtm ]; then
+	# zdtm's tests link statically: libaio and libcap ship their .a files
+	# in the -dev packages.
+	apt_install gcc make libc6-dev pkg-config xz-utils libaio-dev libcap-dev
+	install_zdtm_source
 fi
 say "ok"

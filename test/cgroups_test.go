@@ -104,7 +104,7 @@ func TestRestoreWithoutParentCgroups(t *testing.T) {
 	before := c.waitCount(50)
 	origPid := c.pid
 	archive := c.dump()
-	waitFor(t, 5*time.Second, "the dumped container to be gone", func() bool { return gone(origPid) && len(c.pids()) == 0 })
+	waitFor(t, 5*time.Second, "the dumped container to be gone", func() bool { return testutil.Exited(origPid) && len(c.pids()) == 0 })
 
 	if err := removeCgroupTree(top); err != nil {
 		t.Fatal(err)
@@ -116,7 +116,7 @@ func TestRestoreWithoutParentCgroups(t *testing.T) {
 	// CRIU fails on a root without the container's files: the rollback
 	// removes the container's cgroup and the parents made for it. The
 	// failed restore keeps its log in the work directory.
-	r := crtool(t, "restore", "-f", archive, "--root", t.TempDir(), "--work-dir", t.TempDir())
+	r := crtool(t, "restore", "-f", archive, "--root", t.TempDir(), "--work-dir", t.TempDir(), "--allow-host-path", c.dir)
 	if r.code == 0 {
 		t.Fatalf("restore onto an empty root succeeded: %s", r)
 	}

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/crtool/crtool/internal/testutil"
 )
 
 // counterScript keeps a counter only in the shell's memory and reports it
@@ -58,7 +60,7 @@ func TestCounterResumesAfterRestore(t *testing.T) {
 	if st.Mode().Perm() != 0o600 {
 		t.Errorf("archive mode %v, want 0600", st.Mode().Perm())
 	}
-	waitFor(t, 5*time.Second, "the dumped container to be gone", func() bool { return gone(origPid) && len(c.pids()) == 0 })
+	waitFor(t, 5*time.Second, "the dumped container to be gone", func() bool { return testutil.Exited(origPid) && len(c.pids()) == 0 })
 
 	pid := c.restore(archive)
 	if pid == origPid {
@@ -116,7 +118,7 @@ func TestLeaveRunning(t *testing.T) {
 	c.waitCount(20)
 	atDump := c.ask()
 	archive := c.dump("--leave-running")
-	if gone(c.pid) {
+	if testutil.Exited(c.pid) {
 		t.Fatal("the original stopped despite --leave-running")
 	}
 	if st := c.freezerState(); st != "THAWED" {

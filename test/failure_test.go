@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/crtool/crtool/internal/testutil"
 )
 
 // writeScript writes an executable shell script.
@@ -34,7 +36,7 @@ func assertUnharmed(t *testing.T, c *container, archive string) {
 	if st := c.freezerState(); st != "THAWED" {
 		t.Fatalf("freezer state after a failed dump = %s, want THAWED", st)
 	}
-	if gone(c.pid) {
+	if testutil.Exited(c.pid) {
 		t.Fatal("the container died in a failed dump")
 	}
 	v := c.ask()
@@ -250,7 +252,7 @@ func restoreFails(t *testing.T, c *container, archive string, want string, extra
 	t.Helper()
 	before := fileHash(t, archive)
 	work := t.TempDir()
-	r := crtool(t, append([]string{"restore", "-f", archive, "--work-dir", work}, extra...)...)
+	r := crtool(t, append([]string{"restore", "-f", archive, "--work-dir", work, "--allow-host-path", c.dir}, extra...)...)
 	if r.code == 0 {
 		t.Fatalf("restore succeeded: %s", r)
 	}

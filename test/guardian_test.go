@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/crtool/crtool/internal/testutil"
 )
 
 // journalDir is where crtool journals what it changed (internal/guardian).
@@ -225,10 +227,10 @@ func TestRestoreKilled(t *testing.T) {
 			before := c.ask()
 			orig := c.pid
 			archive := c.dump()
-			waitFor(t, 5*time.Second, "the dumped container to be gone", func() bool { return gone(orig) && len(c.pids()) == 0 })
+			waitFor(t, 5*time.Second, "the dumped container to be gone", func() bool { return testutil.Exited(orig) && len(c.pids()) == 0 })
 			cgBefore := existing(c.cgroupDirs())
 			work := t.TempDir()
-			s := runUntil(t, point, "restore", "-f", archive, "--work-dir", work)
+			s := runUntil(t, point, "restore", "-f", archive, "--work-dir", work, "--allow-host-path", c.dir)
 			s.kill(t)
 			waitFor(t, 2*time.Second, "the guardian to remove the half-restored tree", func() bool { return len(c.pids()) == 0 })
 			<-s.done
@@ -272,7 +274,7 @@ func TestRecoverAfterGuardianKilled(t *testing.T) {
 	if err := syscall.Kill(g, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 5*time.Second, "the guardian to die", func() bool { return gone(g) })
+	waitFor(t, 5*time.Second, "the guardian to die", func() bool { return testutil.Exited(g) })
 	s.kill(t)
 	<-s.done
 	time.Sleep(500 * time.Millisecond)

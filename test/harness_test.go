@@ -369,7 +369,9 @@ var restoredAs = regexp.MustCompile(`crtool: restored (\S+) as pid`)
 // crtool rm when the test ends, its record and all.
 func (c *container) restore(archive string, extra ...string) int {
 	c.t.Helper()
-	r := crtool(c.t, append([]string{"restore", "-f", archive}, extra...)...)
+	// The container's stdio log is in its test directory, which the
+	// operator (the test) hands back to it.
+	r := crtool(c.t, append([]string{"restore", "-f", archive, "--allow-host-path", c.dir}, extra...)...)
 	if r.code != 0 {
 		c.t.Fatalf("restore failed: %s", r)
 	}
@@ -382,18 +384,6 @@ func (c *container) restore(archive string, extra ...string) int {
 	}
 	c.pid = pid
 	return pid
-}
-
-// gone reports whether pid has exited (a zombie counts: it waits only for
-// its parent to reap it).
-func gone(pid int) bool {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return true
-	}
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	return i > 0 && i+2 < len(s) && s[i+2] == 'Z'
 }
 
 // waitFor polls cond for up to d.

@@ -258,13 +258,13 @@ func TestRmLeavesTheHostAsBeforeRestore(t *testing.T) {
 		if r.code != 1 || !strings.Contains(r.stderr, "is running") || !strings.Contains(r.stderr, "rm -f") {
 			t.Fatalf("rm of a running container without -f: %s", r)
 		}
-		if gone(pid) {
+		if testutil.Exited(pid) {
 			t.Fatal("a refused rm stopped the container")
 		}
 		if r := crtool(t, "rm", "-f", "-t", "1", name); r.code != 0 || strings.TrimSpace(r.stdout) != name {
 			t.Fatalf("rm -f: %s", r)
 		}
-		if !gone(pid) {
+		if !testutil.Exited(pid) {
 			t.Fatalf("pid %d survives rm -f", pid)
 		}
 		assertHostState(t, before, l.hub)
@@ -293,7 +293,7 @@ func TestRmLeavesTheHostAsBeforeRestore(t *testing.T) {
 		if r := crtool(t, "rm", "-f", "-t", "0", name); r.code != 0 {
 			t.Fatalf("rm -f: %s", r)
 		}
-		if !gone(pid) {
+		if !testutil.Exited(pid) {
 			t.Fatalf("pid %d survives rm -f", pid)
 		}
 		assertHostState(t, before)
@@ -332,7 +332,7 @@ func TestPsShowsRunningThenExited(t *testing.T) {
 	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 5*time.Second, "the init to die", func() bool { return gone(pid) })
+	waitFor(t, 5*time.Second, "the init to die", func() bool { return testutil.Exited(pid) })
 	if _, ok := ps(t, name, false); ok {
 		t.Fatal("ps without -a lists an exited container")
 	}

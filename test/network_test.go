@@ -218,22 +218,7 @@ func TestMigrationToFreshHost(t *testing.T) {
 			archive := c.dump("--tcp-established")
 			_, before, _ := client.state()
 
-			// Forget the container on this host.
-			mustRun(t, "ip", "netns", "del", "crt-"+l.id)
-			mustRun(t, env.runc, "--root", c.runcRoot, "delete", "-f", c.id)
-			waitFor(t, 5*time.Second, "the cgroups to go", func() bool { return len(c.cgroupDirs()) == 0 })
-			// The kernel removes a deleted namespace's devices
-			// asynchronously: the veth's host end goes a moment later.
-			waitFor(t, 10*time.Second, "the container's veth to go with its namespace", func() bool {
-				out, err := exec.Command("ip", "-n", l.hub, "-o", "link").Output()
-				return err == nil && !strings.Contains(string(out), fmt.Sprintf("v%s2", l.id))
-			})
-			newRoot := filepath.Join(t.TempDir(), "moved-rootfs")
-			if err := os.Rename(c.rootfs, newRoot); err != nil {
-				t.Fatal(err)
-			}
-			c.rootfs = newRoot
-
+			newRoot := c.secondHost(t, l, false)
 			c.restore(archive, "--tcp-established", "--root", newRoot)
 			client.waitEchoed(t, before+100, 30*time.Second)
 			sent, echoed, err := client.state()
@@ -295,7 +280,7 @@ func TestHttpdInRebuiltNamespace(t *testing.T) {
 	// the bridge, is found before anything is created.
 	mustRun(t, "ip", "-n", peer, "addr", "add", l.v4(2)+"/24", "dev", "eth0")
 	cgBefore := fmt.Sprint(c.cgroupDirs())
-	r := crtool(t, "restore", "-f", archive)
+	r := crtool(t, "restore", "-f", archive, "--allow-host-path", c.dir)
 	if r.code == 0 || !strings.Contains(r.stderr, l.v4(2)) || !strings.Contains(r.stderr, "in use") {
 		t.Fatalf("restore with the address taken: %s", r)
 	}

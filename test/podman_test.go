@@ -321,10 +321,27 @@ func foreignContainer(t *testing.T, path string) *container {
 	// like its own.
 	cg := spec.Linux.CgroupsPath
 	c := &container{t: t, id: filepath.Base(cg), dir: t.TempDir(), cgroupPath: cg}
+	// This host restores as one that never ran the writer's engine: the
+	// cgroup's parents (Podman's /libpod_parent) go when nothing uses them,
+	// and what the restore creates goes again afterwards.
+	parent := filepath.Dir(cg)
+	hadParent := false
+	if parent != "/" {
+		if len(cgroupTreeProcs(parent)) == 0 {
+			if err := removeCgroupTree(parent); err != nil {
+				t.Fatalf("remove %s for a fresh host: %v", parent, err)
+			}
+		} else {
+			hadParent = true
+		}
+	}
 	t.Cleanup(func() {
 		c.killAll()
 		for _, d := range c.cgroupDirs() {
 			_ = os.Remove(d)
+		}
+		if !hadParent && parent != "/" && len(cgroupTreeProcs(parent)) == 0 {
+			_ = removeCgroupTree(parent)
 		}
 	})
 	return c

@@ -16,7 +16,7 @@ func TestStreamThroughPipe(t *testing.T) {
 	before := c.waitCount(30)
 
 	dumpCmd := exec.Command(env.crtool, "dump", "--pid", strconv.Itoa(c.pid), "-f", "-", "--compress", "zstd", "--runtime-root", c.runcRoot, "--print-stats")
-	restoreCmd := exec.Command(env.crtool, "restore", "-f", "-", "--print-stats")
+	restoreCmd := exec.Command(env.crtool, "restore", "-f", "-", "--print-stats", "--allow-host-path", c.dir)
 	pipe, err := dumpCmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)

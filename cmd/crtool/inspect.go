@@ -42,10 +42,15 @@ binary is needed.
 An archive that crtool wrote is read only up to its memory pages unless
 --sizes, --cmdline or --env need more; the tree then says so.
 
+--verify reads the whole archive instead and checks every member against
+the SHA-256 manifest crtool writes into its archives (restore checks it
+too, before CRIU runs); archives of other engines have none.
+
 Examples:
    crtool inspect web.tar.gz
    crtool inspect --ps-tree --files --sockets web.tar.gz
-   crtool inspect --all --format json web.tar.gz | jq '.processes[].cmdline'`,
+   crtool inspect --all --format json web.tar.gz | jq '.processes[].cmdline'
+   crtool inspect --verify web.tar.gz`,
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "ps-tree", Usage: "show the process tree"},
 			&cli.BoolFlag{Name: "cmdline", Usage: "show each process's command line, read from its memory (implies --ps-tree)"},
@@ -58,6 +63,7 @@ Examples:
 			&cli.BoolFlag{Name: "metadata", Usage: "show the OCI spec's annotations"},
 			&cli.BoolFlag{Name: "sizes", Usage: "read the whole archive for exact sizes, even where it could stop early"},
 			&cli.BoolFlag{Name: "all", Aliases: []string{"a"}, Usage: "show everything"},
+			&cli.BoolFlag{Name: "verify", Usage: "check every member of the archive against its SHA-256 manifest, and show nothing else"},
 			&cli.UintFlag{Name: "pid", Usage: "show only this process (PID inside the container) and its descendants"},
 			&cli.StringFlag{Name: "format", Aliases: []string{"o"}, Value: formatTree, Usage: "tree or json"},
 			&cli.StringFlag{Name: "color", Value: colorAuto, Usage: "auto (on a terminal, unless NO_COLOR is set), always or never"},
@@ -68,6 +74,14 @@ Examples:
 					return usageError{fmt.Errorf("inspect needs an archive or directory: crtool inspect [options] ARCHIVE|DIR")}
 				}
 				return usageError{fmt.Errorf("inspect takes one archive or directory (got also %q): options go before it", c.Args().Get(1))}
+			}
+			if c.Bool("verify") {
+				st, err := inspect.Verify(c.Context, c.Args().First())
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(c.App.Writer, "%s: %d members, %d bytes, all match the manifest\n", c.Args().First(), st.Members, st.Bytes)
+				return nil
 			}
 			format := c.String("format")
 			if format != formatTree && format != formatJSON {

@@ -12,9 +12,11 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 	"unicode"
+	"unicode/utf8"
 
 	"github.com/urfave/cli/v2"
 
@@ -71,7 +73,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if err := app.RunContext(ctx, args); err != nil {
 		// An error of several blockers comes as one line each.
 		for _, line := range strings.Split(errdefs.Render(err, flagName), "\n") {
-			fmt.Fprintf(stderr, "crtool: error: %s\n", line)
+			fmt.Fprintf(stderr, "crtool: error: %s\n", escapeControl(line))
 		}
 		return exitCode(ctx, err)
 	}
@@ -101,6 +103,39 @@ func exitCode(ctx context.Context, err error) int {
 	return exitFailed
 }
 
+// escapeControl makes a message safe for a terminal: errors and warnings
+// quote names, paths and CRIU log lines an archive chose, and a control
+// character or invalid UTF-8 among them could drive the terminal or forge
+// lines. Newlines and tabs crtool put there itself stay (CRIU's quoted log
+// lines come one per line, the archive's own strings are quoted with %q).
+func escapeControl(s string) string {
+	clean := true
+	for _, r := range s {
+		if r == utf8.RuneError || (!unicode.IsPrint(r) && r != ' ' && r != '\n' && r != '\t') {
+			clean = false
+			break
+		}
+	}
+	if clean {
+		return s
+	}
+	var b strings.Builder
+	for i, w := 0, 0; i < len(s); i += w {
+		r, n := utf8.DecodeRuneInString(s[i:])
+		w = n
+		switch {
+		case r == utf8.RuneError && n == 1:
+			fmt.Fprintf(&b, "\\x%02x", s[i])
+		case !unicode.IsPrint(r) && r != ' ' && r != '\n' && r != '\t':
+			q := strconv.QuoteRune(r)
+			b.WriteString(q[1 : len(q)-1])
+		default:
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
+}
+
 // flagName is the command-line flag for an Options field that an error
 // names (errdefs.Hint): "CreateBridge" becomes "--create-bridge".
 func flagName(field string) string {
@@ -125,7 +160,7 @@ func flagName(field string) string {
 func warner(c *cli.Context) func(string, ...any) {
 	w := c.App.ErrWriter
 	return func(format string, args ...any) {
-		fmt.Fprintf(w, "crtool: warning: "+format+"\n", args...)
+		fmt.Fprintf(w, "crtool: warning: %s\n", escapeControl(fmt.Sprintf(format, args...)))
 	}
 }
 
@@ -177,7 +212,7 @@ func logger(c *cli.Context) func(string, ...any) {
 	}
 	w := c.App.ErrWriter
 	return func(format string, args ...any) {
-		fmt.Fprintf(w, "crtool: "+format+"\n", args...)
+		fmt.Fprintf(w, "crtool: %s\n", escapeControl(fmt.Sprintf(format, args...)))
 	}
 }
 

@@ -42,3 +42,19 @@ func TestFlagName(t *testing.T) {
 		}
 	}
 }
+
+// TestEscapeControl: names and log lines from an archive cannot drive the
+// terminal or break the one-line error.
+func TestEscapeControl(t *testing.T) {
+	for in, want := range map[string]string{
+		"plain: /var/lib/x":           "plain: /var/lib/x",
+		"criu:\n  Error (x): y":       "criu:\n  Error (x): y",
+		"name \x1b[2Jgone\r":          `name \x1b[2Jgone\r`,
+		"bad \xff utf8":               `bad \xff utf8`,
+		"bell\a and del\x7f, ünïcode": `bell\a and del\x7f, ünïcode`,
+	} {
+		if got := escapeControl(in); got != want {
+			t.Errorf("escapeControl(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

@@ -47,7 +47,14 @@ checkpoint that needs features this CPU lacks is refused, naming them;
 
 Descriptors that led to a pipe outside the container (a supervisor's) are
 reconnected to --log for writing ends, /dev/null otherwise; files are
-reopened at their recorded path.
+reopened at their recorded path, and bind mounts come from their recorded
+source, only where --allow-host-path allows it (/dev/null needs none).
+
+An archive is untrusted input: crtool refuses one that would have the
+container share the host's namespaces (unless --allow-host-namespaces), be
+rooted at / or a system directory (unless --root), or be handed host paths,
+devices or sysctls beyond its own network namespace. See README.md, "Trust
+model".
 
 Example:
    crtool restore -f web.tar.gz`,
@@ -65,6 +72,9 @@ Example:
 			&cli.BoolFlag{Name: "print-stats", Usage: "print crtool's and CRIU's statistics as JSON on stdout (after the PID)"},
 			&cli.BoolFlag{Name: "dry-run", Usage: "check the archive against this host, print what a restore would create and every blocker, and change nothing (exit 0 when a restore would start)"},
 			&cli.BoolFlag{Name: "skip-cpu-check", Usage: "restore even when the checkpoint needs CPU features this host lacks (its processes may die with SIGILL)"},
+			&cli.BoolFlag{Name: "allow-host-namespaces", Usage: "restore a process tree that shares the host's pid, mount, network, UTS or IPC namespace"},
+			&cli.StringSliceFlag{Name: "allow-host-path", Usage: "hand the container this host file or directory (and what is below it) when the archive names it as an external file or bind-mount source (repeatable)"},
+			&cli.BoolFlag{Name: "allow-devices", Usage: "create the device nodes of a foreign archive's rootfs-diff.tar in the container's root filesystem"},
 			&cli.StringFlag{Name: "keep-images", Usage: "keep the unpacked image directory here (a new or empty directory)"},
 			workDirFlag,
 			criuFlag,
@@ -75,23 +85,26 @@ Example:
 				return usageError{fmt.Errorf("restore takes no arguments (got %q): use -f ARCHIVE", c.Args().First())}
 			}
 			opts := restore.Options{
-				Input:          c.String("file"),
-				Name:           c.String("name"),
-				Root:           c.String("root"),
-				Netns:          c.String("netns"),
-				PidFile:        c.String("pid-file"),
-				TCPEstablished: c.Bool("tcp-established"),
-				KeepImages:     c.String("keep-images"),
-				WorkDir:        c.String("work-dir"),
-				CRIUPath:       c.String("criu"),
-				SkipCPUCheck:   c.Bool("skip-cpu-check"),
-				DryRun:         c.Bool("dry-run"),
-				Log:            c.String("log"),
-				Bridge:         c.String("bridge"),
-				CreateBridge:   c.Bool("create-bridge"),
-				PeerNetns:      c.String("peer-netns"),
-				Logf:           logger(c),
-				Warnf:          warner(c),
+				Input:               c.String("file"),
+				Name:                c.String("name"),
+				Root:                c.String("root"),
+				Netns:               c.String("netns"),
+				PidFile:             c.String("pid-file"),
+				TCPEstablished:      c.Bool("tcp-established"),
+				KeepImages:          c.String("keep-images"),
+				WorkDir:             c.String("work-dir"),
+				CRIUPath:            c.String("criu"),
+				SkipCPUCheck:        c.Bool("skip-cpu-check"),
+				DryRun:              c.Bool("dry-run"),
+				Log:                 c.String("log"),
+				Bridge:              c.String("bridge"),
+				CreateBridge:        c.Bool("create-bridge"),
+				PeerNetns:           c.String("peer-netns"),
+				AllowHostNamespaces: c.Bool("allow-host-namespaces"),
+				AllowHostPath:       c.StringSlice("allow-host-path"),
+				AllowDevices:        c.Bool("allow-devices"),
+				Logf:                logger(c),
+				Warnf:               warner(c),
 			}
 			if err := opts.Validate(); err != nil {
 				return usageError{err}

@@ -32,6 +32,9 @@ type ExtractOptions struct {
 type ExtractStats struct {
 	Members int   // files and directories created, implied parents included
 	Bytes   int64 // file content
+	// Verified says the archive carried format.ManifestFile and every
+	// member matched it.
+	Verified bool
 }
 
 // Extract unpacks the archive read from r (compression detected by content)
@@ -57,16 +60,21 @@ func Extract(ctx context.Context, r io.Reader, destDir string, opts ExtractOptio
 	}
 	defer unix.Close(root)
 
-	a, err := openArchive(ctx, r, streamLimit(opts))
+	a, err := openArchive(ctx, r, streamLimit(opts), opts.MaxFiles)
 	if err != nil {
 		return st, err
 	}
 	defer a.close()
-	x := &extractor{root: root, a: a, buf: make([]byte, copyChunk), maxFiles: opts.MaxFiles}
+	x := &extractor{root: root, a: a, buf: make([]byte, copyChunk), maxFiles: opts.MaxFiles, sums: newDigests()}
 	for {
 		hdr, err := a.next(ctx)
 		if errors.Is(err, io.EOF) {
-			return st, nil
+			// Nothing of the archive is used before this point, so a
+			// mismatch is found before anything acts on the content.
+			st.Verified, err = x.sums.check(func() ([]byte, error) {
+				return readManifest(root)
+			})
+			return st, err
 		}
 		if err != nil {
 			return st, err
@@ -115,6 +123,7 @@ type extractor struct {
 	buf      []byte
 	members  int // files and directories created, implied ones included
 	maxFiles int
+	sums     *digests
 }
 
 // count accounts for one more file or directory. Directories that members
@@ -179,6 +188,9 @@ func (x *extractor) file(ctx context.Context, hdr *tar.Header) (int64, error) {
 	if err := x.count(); err != nil {
 		return 0, err
 	}
+	if err := safefs.EnsureFree(pfd, hdr.Size); err != nil {
+		return 0, err
+	}
 	// O_EXCL refuses whatever is already there, a symlink included.
 	fd, err := safefs.OpenAt(pfd, base, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW, 0o600)
 	if errors.Is(err, unix.EEXIST) {
@@ -190,10 +202,11 @@ func (x *extractor) file(ctx context.Context, hdr *tar.Header) (int64, error) {
 	f := os.NewFile(uintptr(fd), hdr.Name)
 	defer f.Close()
 
-	n, err := safefs.Copy(ctx, f, &bodyReader{a: x.a}, x.buf)
+	n, err := safefs.Copy(ctx, x.sums.writer(hdr.Name, f), &bodyReader{a: x.a}, x.buf)
 	if err != nil {
 		return n, err
 	}
+	x.sums.done(hdr.Name)
 	if err := f.Chmod(os.FileMode(hdr.Mode & 0o777)); err != nil {
 		return n, err
 	}

@@ -40,7 +40,7 @@ func Open(path string) (io.ReadCloser, int64, error) {
 // If fn returns ErrStop, Walk stops reading and returns nil; any other error
 // from fn is returned as is.
 func Walk(ctx context.Context, r io.Reader, fn func(hdr *tar.Header, body io.Reader) error) error {
-	a, err := openArchive(ctx, r, math.MaxInt64)
+	a, err := openArchive(ctx, r, math.MaxInt64, DefaultMaxFiles)
 	if err != nil {
 		return err
 	}
@@ -82,9 +82,18 @@ type archiveReader struct {
 	// end is the stream offset where the last header's data and padding
 	// end; a complete archive has its two zero blocks right after.
 	end int64
+	// headers counts every header, skipped ones included, against
+	// maxHeaders: a stream of "./" entries creates nothing, so no other
+	// count would ever stop it.
+	headers, maxHeaders int
+	skipped             int
 }
 
-func openArchive(ctx context.Context, r io.Reader, limit int64) (*archiveReader, error) {
+// maxSkipped bounds the headers next skips (the "./" root entry, PAX
+// global headers): a real archive has one or two.
+const maxSkipped = 64
+
+func openArchive(ctx context.Context, r io.Reader, limit int64, maxMembers int) (*archiveReader, error) {
 	src := &srcReader{r: r}
 	c, br, err := Detect(src)
 	if err != nil {
@@ -98,7 +107,7 @@ func openArchive(ctx context.Context, r io.Reader, limit int64) (*archiveReader,
 		return nil, err
 	}
 	cr := &countReader{ctx: ctx, r: dec, limit: limit}
-	return &archiveReader{comp: c, src: src, dec: dec, cr: cr, tr: tar.NewReader(cr)}, nil
+	return &archiveReader{comp: c, src: src, dec: dec, cr: cr, tr: tar.NewReader(cr), maxHeaders: maxMembers + maxSkipped}, nil
 }
 
 func (a *archiveReader) close() { a.dec.Close() }
@@ -118,9 +127,17 @@ func (a *archiveReader) next(ctx context.Context) (*tar.Header, error) {
 		if err != nil {
 			return nil, a.fail(a.after(), err)
 		}
+		if a.headers++; a.headers > a.maxHeaders {
+			return nil, fmt.Errorf("%w: more than %d tar headers", ErrLimit, a.maxHeaders)
+		}
 		name, skip, err := checkMember(hdr)
 		if err != nil {
 			return nil, err
+		}
+		if skip {
+			if a.skipped++; a.skipped > maxSkipped {
+				return nil, fmt.Errorf("%w: more than %d root or global headers", ErrLimit, maxSkipped)
+			}
 		}
 		var data int64
 		if hdr.Typeflag == tar.TypeReg {

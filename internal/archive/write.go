@@ -4,8 +4,12 @@ import (
 	"archive/tar"
 	"bufio"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"io/fs"
 	"os"
@@ -45,6 +49,9 @@ type WriteOptions struct {
 	// Progress, when set, is called as file content is archived with the
 	// bytes done and the total, at most every copy chunk (1 MiB).
 	Progress func(done, total int64)
+	// Manifest appends format.ManifestFile, the SHA-256 of every file
+	// archived, computed as it is copied.
+	Manifest bool
 }
 
 // write streams the staged checkpoint directory srcDir as a tar archive,
@@ -70,7 +77,15 @@ func write(ctx context.Context, w io.Writer, srcDir string, o WriteOptions) (Wri
 		return st, err
 	}
 	tw := tar.NewWriter(comp)
-	err = writeMembers(ctx, tw, srcDir, members, &st, progressOf(srcDir, members, o.Progress))
+	var digests map[string]string
+	if o.Manifest {
+		digests = map[string]string{}
+	}
+	err = writeMembers(ctx, tw, srcDir, members, &st, progressOf(srcDir, members, o.Progress), digests)
+	if err == nil && o.Manifest {
+		err = writeManifest(tw, digests)
+		st.Members++
+	}
 	if err == nil {
 		err = tw.Close()
 	}
@@ -303,7 +318,9 @@ func progressOf(srcDir string, members []member, fn func(done, total int64)) *pr
 	return p
 }
 
-func writeMembers(ctx context.Context, tw *tar.Writer, srcDir string, members []member, st *WriteStats, pr *progress) error {
+// writeMembers archives members; digests, when not nil, receives the
+// SHA-256 of each file.
+func writeMembers(ctx context.Context, tw *tar.Writer, srcDir string, members []member, st *WriteStats, pr *progress, digests map[string]string) error {
 	buf := make([]byte, 256<<10)
 	for _, m := range members {
 		if err := ctx.Err(); err != nil {
@@ -315,8 +332,12 @@ func writeMembers(ctx context.Context, tw *tar.Writer, srcDir string, members []
 			err = writeDir(tw, p, m.rel)
 		} else {
 			var n int64
-			n, err = writeFile(ctx, tw, p, m.rel, buf, pr)
+			var sum []byte
+			n, sum, err = writeFile(ctx, tw, p, m.rel, buf, pr, digests != nil)
 			st.InputBytes += n
+			if digests != nil {
+				digests[m.rel] = hex.EncodeToString(sum)
+			}
 		}
 		if err != nil {
 			return err
@@ -340,37 +361,64 @@ func writeDir(tw *tar.Writer, p, rel string) error {
 	return nil
 }
 
-// writeFile archives one regular file and returns how many bytes it copied.
-func writeFile(ctx context.Context, tw *tar.Writer, p, rel string, buf []byte, pr *progress) (int64, error) {
+// writeFile archives one regular file and returns how many bytes it
+// copied and, when digest is set, their SHA-256.
+func writeFile(ctx context.Context, tw *tar.Writer, p, rel string, buf []byte, pr *progress, digest bool) (int64, []byte, error) {
 	// O_NOFOLLOW and O_NONBLOCK: a file swapped for a symlink or a fifo
 	// since plan must fail here rather than be followed or block.
 	f, err := os.OpenFile(p, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
 	if err != nil {
-		return 0, err
+		return 0, nil, err
 	}
 	defer f.Close()
 	fi, err := f.Stat()
 	if err != nil {
-		return 0, err
+		return 0, nil, err
 	}
 	if !fi.Mode().IsRegular() {
-		return 0, fmt.Errorf("%s: no longer a regular file", p)
+		return 0, nil, fmt.Errorf("%s: no longer a regular file", p)
 	}
 	if err := tw.WriteHeader(header(rel, fi)); err != nil {
-		return 0, fmt.Errorf("%s: %w", rel, err)
+		return 0, nil, fmt.Errorf("%s: %w", rel, err)
 	}
-	n, err := copyExactly(ctx, tw, f, fi.Size(), buf, pr)
+	var dst io.Writer = tw
+	var h hash.Hash
+	if digest {
+		h = sha256.New()
+		dst = io.MultiWriter(tw, h)
+	}
+	n, err := copyExactly(ctx, dst, f, fi.Size(), buf, pr)
 	if err != nil {
 		if errors.Is(err, io.ErrUnexpectedEOF) {
-			return n, fmt.Errorf("%s: file shrank while being archived", p)
+			return n, nil, fmt.Errorf("%s: file shrank while being archived", p)
 		}
-		return n, fmt.Errorf("%s: %w", p, err)
+		return n, nil, fmt.Errorf("%s: %w", p, err)
 	}
 	// A file that grew would be archived cut short without this check.
 	if m, _ := f.Read(buf[:1]); m > 0 {
-		return n, fmt.Errorf("%s: file grew while being archived", p)
+		return n, nil, fmt.Errorf("%s: file grew while being archived", p)
 	}
-	return n, nil
+	if h != nil {
+		return n, h.Sum(nil), nil
+	}
+	return n, nil, nil
+}
+
+// writeManifest appends format.ManifestFile with digests.
+func writeManifest(tw *tar.Writer, digests map[string]string) error {
+	b, err := json.MarshalIndent(format.Manifest{Version: format.ManifestVersion, SHA256: digests}, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encode %s: %w", format.ManifestFile, err)
+	}
+	hdr := &tar.Header{Name: format.ManifestFile, Typeflag: tar.TypeReg, Mode: 0o600 | tarModeReg, Size: int64(len(b)),
+		ModTime: time.Now().Truncate(time.Second), Uname: "root", Gname: "root"}
+	if err := tw.WriteHeader(hdr); err != nil {
+		return fmt.Errorf("%s: %w", format.ManifestFile, err)
+	}
+	if _, err := tw.Write(b); err != nil {
+		return fmt.Errorf("%s: %w", format.ManifestFile, err)
+	}
+	return nil
 }
 
 // copyExactly copies size bytes from src to dst, checking ctx between

@@ -21,6 +21,9 @@ var ErrMissingFeatures = errors.New("checkpoint needs CPU features this host lac
 // Report.Err names it so the command line can name its flag.
 const SkipOption = "SkipCPUCheck"
 
+// taskDead is CRIU's TASK_DEAD task state: a zombie.
+const taskDead = 2
+
 // Dumped reads the extended register state of every thread of the dump
 // from its core images, processes in the tree's order. Threads saved
 // without an XSAVE area (zombies, CPUs without XSAVE) are left out: they
@@ -32,6 +35,11 @@ func Dumped(set *criuimg.Set) ([]State, error) {
 	}
 	var out []State
 	for _, e := range tree {
+		// A zombie runs no code again, and CRIU records no thread of its
+		// own for it (its pstree entry's thread id is not meaningful).
+		if main, err := set.Core(e.GetPid()); err == nil && main.GetTc().GetTaskState() == taskDead {
+			continue
+		}
 		tids := e.GetThreads()
 		if len(tids) == 0 {
 			tids = []uint32{e.GetPid()}

@@ -103,3 +103,21 @@ func TestReferencePortable(t *testing.T) {
 		})
 	}
 }
+
+// TestDumpedSkipsZombies reads the process tree and core images of CRIU's
+// zdtm test zombie00 (testdata/zombies): four zombies, whose tree entries
+// carry thread IDs CRIU never filled in and no core images of their own.
+func TestDumpedSkipsZombies(t *testing.T) {
+	set := criuimg.New(criuimg.Dir("testdata/zombies"), format.CheckpointDir+"/")
+	states, err := Dumped(set)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pids []uint32
+	for _, s := range states {
+		pids = append(pids, s.PID)
+	}
+	if len(pids) != 2 || pids[0] != 1 || pids[1] != 7 {
+		t.Fatalf("register state of processes %v, want 1 and 7 (the live ones)", pids)
+	}
+}

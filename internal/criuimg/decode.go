@@ -55,6 +55,14 @@ var (
 	TCPStream = Kind{Magic: "TCP_STREAM", Entry: func() proto.Message { return &tcp_stream.TcpStreamEntry{} }, Payload: true}
 )
 
+// MaxEntries bounds the entries of one image. An entry can be as small as
+// its 4-byte size word, and each decoded one costs a few hundred bytes and
+// microseconds, so the 64 MiB an image may have would be 16 million
+// entries, GiBs and a minute. Real images stay far below: one pagemap
+// entry per run of dumped pages, one fdinfo entry per descriptor
+// (RLIMIT_NOFILE).
+var MaxEntries = 1 << 18
+
 var magics = magic.LoadMagic()
 
 // Decode decodes data, the content of a CRIU image, with go-criu's
@@ -120,6 +128,9 @@ func checkFraming(data []byte, kind Kind) error {
 		return fmt.Errorf("image of kind %s, want %s", name, kind.Magic)
 	}
 	for n := 0; off < len(data); n++ {
+		if n >= MaxEntries {
+			return fmt.Errorf("more than %d entries, more than crtool decodes", MaxEntries)
+		}
 		start := off
 		size, ok := word()
 		if !ok {

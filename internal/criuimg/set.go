@@ -185,14 +185,20 @@ func (s *Set) Core(pid uint32) (*criu_core.CoreEntry, error) {
 	return msg.(*criu_core.CoreEntry), nil
 }
 
+// rootCore is the root task's pid and core image.
+func (s *Set) rootCore() (uint32, *criu_core.CoreEntry, error) {
+	pid, err := s.RootPID()
+	if err != nil {
+		return 0, nil, err
+	}
+	core, err := s.Core(pid)
+	return pid, core, err
+}
+
 // Cgroups are the cgroups of the root task: hierarchy (a v1 controller
 // list, "name=systemd", or "" for cgroup v2) to path.
 func (s *Set) Cgroups() (map[string]string, error) {
-	pid, err := s.RootPID()
-	if err != nil {
-		return nil, err
-	}
-	core, err := s.Core(pid)
+	pid, core, err := s.rootCore()
 	if err != nil {
 		return nil, err
 	}

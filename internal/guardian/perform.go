@@ -1,6 +1,7 @@
 package guardian
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -15,6 +16,7 @@ import (
 	"github.com/crtool/crtool/cgroups"
 	"github.com/crtool/crtool/freezer"
 	"github.com/crtool/crtool/internal/network"
+	"github.com/crtool/crtool/internal/safefs"
 	"github.com/crtool/crtool/internal/undo"
 	"github.com/crtool/crtool/internal/workdir"
 )
@@ -169,7 +171,9 @@ func Perform(r undo.Record) error {
 		if err := workdir.DetachMounts(r.Path); err != nil {
 			return err
 		}
-		return os.RemoveAll(r.Path)
+		// A state directory can hold an archive's tree, nested deeper
+		// than os.RemoveAll can go.
+		return safefs.RemoveTree(context.Background(), r.Path)
 	case KindRemoveGlob:
 		paths, err := filepath.Glob(r.Path)
 		if err != nil {

@@ -7,6 +7,8 @@ import (
 	"strings"
 
 	"github.com/google/nftables"
+	"github.com/google/nftables/binaryutil"
+	"github.com/google/nftables/expr"
 	"golang.org/x/sys/unix"
 )
 
@@ -17,10 +19,17 @@ const (
 	CRIUTablePrefix = "CRIU-"
 )
 
+// CRIUPacketMark is the mark CRIU puts on the packets it sends itself while
+// it restores sockets (SOCCR_MARK in CRIU's soccr/soccr.h: the FIN of a
+// closed TCP connection, for one). CRIU's own network locks let them pass;
+// crtool's must too, or such a restore fails with EPERM.
+const CRIUPacketMark = 0xC114
+
 // Lock is a drop-all nftables table in a network namespace. While it is in
-// place no packet enters or leaves the namespace: a TCP peer's
-// retransmissions meet silence instead of a reset, and the kernel
-// acknowledges nothing that a checkpoint does not hold.
+// place no packet enters or leaves the namespace but CRIU's own (marked
+// CRIUPacketMark): a TCP peer's retransmissions meet silence instead of a
+// reset, and the kernel acknowledges nothing that a checkpoint does not
+// hold.
 type Lock struct {
 	NsPath string `json:"netns"`
 	Table  string `json:"table"`
@@ -28,24 +37,28 @@ type Lock struct {
 
 // LockNamespace installs a lock named LockPrefix+id in the namespace at
 // nsPath. Its chains hook input, output and forward at the highest priority
-// (raw, -300) with a drop policy.
+// (raw, -300) with a drop policy; input and output accept CRIUPacketMark.
 func LockNamespace(nsPath, id string) (*Lock, error) {
 	l := &Lock{NsPath: nsPath, Table: LockPrefix + id}
 	err := withConn(nsPath, func(c *nftables.Conn) error {
 		t := c.AddTable(&nftables.Table{Family: nftables.TableFamilyINet, Name: l.Table})
 		drop := nftables.ChainPolicyDrop
 		for _, h := range []struct {
-			name string
-			hook *nftables.ChainHook
+			name     string
+			hook     *nftables.ChainHook
+			criuPass bool
 		}{
-			{"input", nftables.ChainHookInput},
-			{"output", nftables.ChainHookOutput},
-			{"forward", nftables.ChainHookForward},
+			{"input", nftables.ChainHookInput, true},
+			{"output", nftables.ChainHookOutput, true},
+			{"forward", nftables.ChainHookForward, false},
 		} {
-			c.AddChain(&nftables.Chain{
+			ch := c.AddChain(&nftables.Chain{
 				Name: h.name, Table: t, Type: nftables.ChainTypeFilter,
 				Hooknum: h.hook, Priority: nftables.ChainPriorityRaw, Policy: &drop,
 			})
+			if h.criuPass {
+				c.AddRule(&nftables.Rule{Table: t, Chain: ch, Exprs: acceptMark(CRIUPacketMark)})
+			}
 		}
 		return c.Flush()
 	})
@@ -53,6 +66,15 @@ func LockNamespace(nsPath, id string) (*Lock, error) {
 		return nil, fmt.Errorf("lock network of %s: %w", nsPath, err)
 	}
 	return l, nil
+}
+
+// acceptMark is the rule "meta mark MARK accept".
+func acceptMark(mark uint32) []expr.Any {
+	return []expr.Any{
+		&expr.Meta{Key: expr.MetaKeyMARK, Register: 1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: binaryutil.NativeEndian.PutUint32(mark)},
+		&expr.Verdict{Kind: expr.VerdictAccept},
+	}
 }
 
 // Unlock removes the lock. A lock that is already gone, or whose namespace

@@ -116,6 +116,11 @@ func randomHex(n int) string {
 // removal pushed onto rollback, which the caller runs when Replay or a later
 // step fails; the error names the object that failed.
 func Replay(nsPath string, cfg *format.Config, opts ReplayOptions, rollback *undo.Stack) error {
+	// The configuration comes from an archive: nothing is created before
+	// all of it has been vetted.
+	if err := cfg.Validate(); err != nil {
+		return errdefs.Newf(errdefs.ErrInvalidArchive, "%w", err)
+	}
 	plans, err := planVeths(cfg, opts)
 	if err != nil {
 		return fmt.Errorf("replay into %s: %w", nsPath, err)

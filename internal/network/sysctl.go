@@ -11,6 +11,10 @@ import (
 
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
+
+	"github.com/crtool/crtool/format"
+	"github.com/crtool/crtool/internal/errdefs"
+	"github.com/crtool/crtool/internal/safefs"
 )
 
 // Sysctls are captured by reading all of /proc/sys/net/ipv4 and
@@ -335,7 +339,12 @@ func sysctlRank(key string) int {
 	return 3
 }
 
-// writeSysctls writes the keys of m selected by want, in rank order, inside ns.
+// writeSysctls writes the keys of m selected by want, in rank order, inside
+// ns. The keys come from an archive: each is checked against
+// format.CheckSysctlKey first, ns must not be crtool's own namespace, and
+// every file is opened one component at a time below /proc/sys, never
+// through a symlink, so that no key reaches a file outside the namespace's
+// net.* tree.
 func writeSysctls(ns netns.NsHandle, m map[string]string, want func(rank int) bool) error {
 	var keys []string
 	for k := range m {
@@ -346,6 +355,17 @@ func writeSysctls(ns netns.NsHandle, m map[string]string, want func(rank int) bo
 	if len(keys) == 0 {
 		return nil
 	}
+	for _, k := range keys {
+		if err := format.CheckSysctlKey(k); err != nil {
+			return errdefs.Newf(errdefs.ErrInvalidArchive, "%w", err)
+		}
+		if err := format.CheckSysctlValue(k, m[k]); err != nil {
+			return errdefs.Newf(errdefs.ErrInvalidArchive, "%w", err)
+		}
+	}
+	if err := notOwnNetns(ns); err != nil {
+		return err
+	}
 	sort.Slice(keys, func(i, j int) bool {
 		ri, rj := sysctlRank(keys[i]), sysctlRank(keys[j])
 		if ri != rj {
@@ -354,8 +374,15 @@ func writeSysctls(ns netns.NsHandle, m map[string]string, want func(rank int) bo
 		return keys[i] < keys[j]
 	})
 	return inNetns(ns, func() error {
+		// /proc/sys shows the net.* entries of the namespace of the
+		// thread that looks them up: this one.
+		root, err := openSysctlRoot(sysctlRoot)
+		if err != nil {
+			return err
+		}
+		defer unix.Close(root)
 		for _, k := range keys {
-			if err := writeSysctlFile(sysctlPath(k), m[k]); err != nil {
+			if err := writeSysctlAt(root, k, m[k]); err != nil {
 				return fmt.Errorf("replay sysctl %s=%q: %w", k, m[k], err)
 			}
 		}
@@ -363,12 +390,69 @@ func writeSysctls(ns netns.NsHandle, m map[string]string, want func(rank int) bo
 	})
 }
 
-func writeSysctlFile(path, value string) error {
-	fd, err := unix.Open(path, unix.O_WRONLY|unix.O_CLOEXEC, 0)
+// notOwnNetns refuses to replay into crtool's own network namespace, where
+// the archive's net.* values would change the host's network.
+func notOwnNetns(ns netns.NsHandle) error {
+	var own, target unix.Stat_t
+	if err := unix.Stat("/proc/self/ns/net", &own); err != nil {
+		return fmt.Errorf("stat own network namespace: %w", err)
+	}
+	if err := unix.Fstat(int(ns), &target); err != nil {
+		return fmt.Errorf("stat network namespace: %w", err)
+	}
+	if own.Dev == target.Dev && own.Ino == target.Ino {
+		return errdefs.Newf(errdefs.ErrUsage, "refusing to write the archive's network.sysctls into the host's network namespace")
+	}
+	return nil
+}
+
+// openSysctlRoot opens dir, which must be a procfs directory: a file
+// system mounted over /proc/sys would take the writes elsewhere.
+func openSysctlRoot(dir string) (int, error) {
+	fd, err := safefs.OpenDir(dir)
+	if err != nil {
+		return -1, fmt.Errorf("open %s: %w", dir, err)
+	}
+	var fs unix.Statfs_t
+	if err := unix.Fstatfs(fd, &fs); err != nil {
+		unix.Close(fd)
+		return -1, fmt.Errorf("statfs %s: %w", dir, err)
+	}
+	if fs.Type != unix.PROC_SUPER_MAGIC {
+		unix.Close(fd)
+		return -1, fmt.Errorf("%s is not procfs", dir)
+	}
+	return fd, nil
+}
+
+// writeSysctlAt writes value to the sysctl key below root (an open
+// /proc/sys), one component at a time without following symlinks, into a
+// regular file only.
+func writeSysctlAt(root int, key, value string) error {
+	if err := format.CheckSysctlKey(key); err != nil {
+		return err
+	}
+	rel := strings.TrimPrefix(sysctlPath(key), sysctlRoot+"/")
+	if err := safefs.CheckClean(rel); err != nil {
+		return fmt.Errorf("%s: %w", rel, err)
+	}
+	dir, base, err := safefs.OpenParent(root, rel, nil)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(dir)
+	fd, err := safefs.OpenAt(dir, base, unix.O_WRONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_NOCTTY, 0)
 	if err != nil {
 		return err
 	}
 	defer unix.Close(fd)
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return err
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFREG {
+		return fmt.Errorf("%w: %s is not a regular file", safefs.ErrUnsafe, rel)
+	}
 	_, err = unix.Write(fd, []byte(value))
 	return err
 }

@@ -54,19 +54,24 @@ var Generated = map[string]string{
 // caller's to check.
 func Decode(stage, name, stateRoot string) (*Checkpoint, error) {
 	imgDir := filepath.Join(stage, format.CheckpointDir)
-	specJSON, err := os.ReadFile(filepath.Join(stage, format.SpecDumpFile))
-	if err != nil {
+	specJSON, err := format.ReadMetadataFile(filepath.Join(stage, format.SpecDumpFile), format.SpecDumpFile)
+	if errors.Is(err, os.ErrNotExist) {
 		return nil, errdefs.Newf(errdefs.ErrInvalidArchive, "it has neither %s nor %s", format.MetadataFile, format.SpecDumpFile)
+	}
+	if err != nil {
+		return nil, errdefs.Newf(errdefs.ErrInvalidArchive, "%w", err)
 	}
 	var spec specs.Spec
 	if err := format.Decode(format.SpecDumpFile, specJSON, &spec); err != nil {
 		return nil, errdefs.Newf(errdefs.ErrInvalidArchive, "%w", err)
 	}
 	var cfg format.ContainerConfig
-	if b, err := os.ReadFile(filepath.Join(stage, format.ConfigDumpFile)); err == nil {
+	if b, err := format.ReadMetadataFile(filepath.Join(stage, format.ConfigDumpFile), format.ConfigDumpFile); err == nil {
 		if err := format.Decode(format.ConfigDumpFile, b, &cfg); err != nil {
 			return nil, errdefs.Newf(errdefs.ErrInvalidArchive, "%w", err)
 		}
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return nil, errdefs.Newf(errdefs.ErrInvalidArchive, "%w", err)
 	}
 	md := &format.Metadata{
 		Version:    format.MetadataVersion,
@@ -75,8 +80,10 @@ func Decode(stage, name, stateRoot string) (*Checkpoint, error) {
 		Options:    format.DumpOptions{FileLocks: true},
 	}
 	md.Container.Name = cmp.Or(name, cfg.Name, spec.Annotations["io.kubernetes.cri-o.ContainerName"], spec.Hostname)
-	if n := md.Container.Name; n == "" || strings.ContainsAny(n, "/\x00") || n == "." || n == ".." {
-		return nil, errdefs.Hint(errdefs.Newf(errdefs.ErrInvalidArchive, "no usable container name in the archive"), "pass ", "Name", "")
+	// The name becomes the state directory's and goes into the overlay's
+	// mount options: ",upperdir=." would add options of its own.
+	if err := format.CheckName("container name", md.Container.Name); err != nil {
+		return nil, errdefs.Hint(errdefs.Newf(errdefs.ErrInvalidArchive, "%w", err), "pass ", "Name", " with a valid name")
 	}
 	if spec.Process != nil {
 		md.Container.Command = spec.Process.Args
@@ -124,9 +131,12 @@ func network(spec *specs.Spec, stage string) (format.Namespace, *format.Config, 
 	if !own {
 		return format.Namespace{Shared: true}, nil, nil
 	}
-	b, err := os.ReadFile(filepath.Join(stage, format.NetworkStatusFile))
-	if err != nil {
+	b, err := format.ReadMetadataFile(filepath.Join(stage, format.NetworkStatusFile), format.NetworkStatusFile)
+	if errors.Is(err, os.ErrNotExist) {
 		return format.Namespace{}, &format.Config{}, nil
+	}
+	if err != nil {
+		return format.Namespace{}, nil, errdefs.Newf(errdefs.ErrInvalidArchive, "%w", err)
 	}
 	cfg, err := NetworkConfig(b)
 	if err != nil {
@@ -138,7 +148,7 @@ func network(spec *specs.Spec, stage string) (format.Namespace, *format.Config, 
 // descriptorFiles turns runc's descriptors.json into crtool's external
 // files: stdio pipes that led to the writer's supervisor (conmon).
 func descriptorFiles(imgDir string) ([]format.ExternalFile, error) {
-	b, err := os.ReadFile(filepath.Join(imgDir, format.DescriptorsFile))
+	b, err := format.ReadMetadataFile(filepath.Join(imgDir, format.DescriptorsFile), format.CheckpointDir+"/"+format.DescriptorsFile)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
 	}

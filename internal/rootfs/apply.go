@@ -14,6 +14,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/crtool/crtool/format"
 	"github.com/crtool/crtool/internal/errdefs"
 	"github.com/crtool/crtool/internal/safefs"
 )
@@ -48,7 +49,27 @@ import (
 //
 // Directory modes and times are set after the last member, so that a
 // read-only directory can still receive its content.
-func Apply(ctx context.Context, dir, diffTar, deletedJSON string) error {
+// Limits bound what an archive's rootfs-diff.tar can make Apply write: a
+// few MB of compressed tar can otherwise fill the disk. Zero values take
+// the defaults.
+type Limits struct {
+	MaxBytes   int64 // file content; default DefaultMaxBytes
+	MaxMembers int   // members; default DefaultMaxMembers
+	// AllowDevices creates the block and character device nodes the tar
+	// holds; without it they are refused (the container would reach the
+	// host's hardware through them, subject only to the devices cgroup
+	// that the archive's own cgroup.img restores).
+	AllowDevices bool
+}
+
+// Defaults of Limits, far above what a container writes to its root
+// filesystem between start and checkpoint.
+const (
+	DefaultMaxBytes   = 16 << 30
+	DefaultMaxMembers = 1_000_000
+)
+
+func Apply(ctx context.Context, dir, diffTar, deletedJSON string, lim Limits) error {
 	var deleted []string
 	if deletedJSON != "" {
 		var err error
@@ -63,7 +84,13 @@ func Apply(ctx context.Context, dir, diffTar, deletedJSON string) error {
 	defer unix.Close(root)
 
 	if diffTar != "" {
-		a := &applier{root: root, asRoot: os.Geteuid() == 0, written: make(map[string]fileID)}
+		if lim.MaxBytes <= 0 {
+			lim.MaxBytes = DefaultMaxBytes
+		}
+		if lim.MaxMembers <= 0 {
+			lim.MaxMembers = DefaultMaxMembers
+		}
+		a := &applier{root: root, asRoot: os.Geteuid() == 0, written: make(map[string]fileID), lim: lim}
 		if err := a.applyTar(ctx, diffTar); err != nil {
 			return fmt.Errorf("apply %s to %s: %w", diffTar, dir, err)
 		}
@@ -78,7 +105,7 @@ func Apply(ctx context.Context, dir, diffTar, deletedJSON string) error {
 
 // readDeleted reads deleted.files and checks every path's text.
 func readDeleted(p string) ([]string, error) {
-	data, err := os.ReadFile(p)
+	data, err := format.ReadMetadataFile(p, format.DeletedFilesFile)
 	if err != nil {
 		return nil, err
 	}
@@ -137,6 +164,9 @@ func removeDeleted(ctx context.Context, root int, d string) error {
 type applier struct {
 	root    int
 	asRoot  bool
+	lim     Limits
+	members int               // members applied
+	bytes   int64             // file content written
 	written map[string]fileID // non-directories this tar created: hard link targets
 	dirs    []dirMeta         // directories whose mode and times are set last
 }
@@ -178,9 +208,22 @@ func (a *applier) member(ctx context.Context, tr *tar.Reader, hdr *tar.Header) e
 	if err != nil {
 		return err
 	}
+	if a.members++; a.members > a.lim.MaxMembers {
+		return fmt.Errorf("%w: more than %d members", errdefs.ErrInvalidArchive, a.lim.MaxMembers)
+	}
+	for k := range hdr.PAXRecords {
+		// archive/tar expands a sparse file to its full size: a few KB
+		// of tar would write GiBs of zeros.
+		if strings.HasPrefix(k, "GNU.sparse.") {
+			return fmt.Errorf("%w: sparse files are not supported", errdefs.ErrInvalidArchive)
+		}
+	}
 	switch hdr.Typeflag {
 	case tar.TypeDir, tar.TypeReg, tar.TypeSymlink, tar.TypeLink, tar.TypeFifo:
 	case tar.TypeChar, tar.TypeBlock:
+		if !a.lim.AllowDevices {
+			return errdefs.Hint(errdefs.Newf(errdefs.ErrInvalidArchive, "device node %d:%d refused", hdr.Devmajor, hdr.Devminor), "pass ", "AllowDevices", " to create it")
+		}
 		if !a.asRoot {
 			return fmt.Errorf("%w: device node (needs root)", errdefs.ErrUnsupported)
 		}
@@ -323,6 +366,12 @@ func (a *applier) dir(pfd int, base, name string, hdr *tar.Header, exists bool) 
 // replacement step means that nothing already there, a symlink least of
 // all, is written through.
 func (a *applier) file(ctx context.Context, pfd int, base, name string, hdr *tar.Header, tr io.Reader) error {
+	if a.bytes += hdr.Size; a.bytes > a.lim.MaxBytes {
+		return fmt.Errorf("%w: more than %d bytes of files", errdefs.ErrInvalidArchive, a.lim.MaxBytes)
+	}
+	if err := safefs.EnsureFree(pfd, hdr.Size); err != nil {
+		return err
+	}
 	fd, err := safefs.OpenAt(pfd, base, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW, 0o600)
 	if err != nil {
 		return fmt.Errorf("create: %w", err)

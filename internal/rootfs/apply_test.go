@@ -2,7 +2,9 @@ package rootfs
 
 import (
 	"archive/tar"
+	"bytes"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -207,7 +209,7 @@ func TestApplyHostile(t *testing.T) {
 				must(t, os.WriteFile(deleted, []byte(tt.deleted(outside)), 0o600))
 			}
 
-			err := Apply(t.Context(), dir, diffTar, deleted)
+			err := Apply(t.Context(), dir, diffTar, deleted, Limits{})
 			t.Logf("Apply: %v", err)
 			if tt.wantInErr == "" {
 				if err != nil {
@@ -260,7 +262,7 @@ func TestApplyMembers(t *testing.T) {
 		{typ: tar.TypeReg, name: "srv/a", body: "first\n"},
 		{typ: tar.TypeReg, name: "srv/a", body: "second\n"},
 	})
-	must(t, Apply(t.Context(), dir, diffTar, ""))
+	must(t, Apply(t.Context(), dir, diffTar, "", Limits{}))
 	for p, want := range map[string]string{
 		"etc/motd":                 "replaced\n",
 		"new/deep/file":            "deep\n",
@@ -307,10 +309,90 @@ func TestApplyBadInput(t *testing.T) {
 				deleted = filepath.Join(t.TempDir(), "deleted.files")
 				must(t, os.WriteFile(deleted, []byte(tt.deleted), 0o600))
 			}
-			err := Apply(t.Context(), dir, diffTar, deleted)
+			err := Apply(t.Context(), dir, diffTar, deleted, Limits{})
 			if err == nil || (tt.want != nil && !errors.Is(err, tt.want)) {
 				t.Errorf("Apply = %v, want an error (%v)", err, tt.want)
 			}
 		})
 	}
+}
+
+// TestApplyLimits: rootfs-diff.tar may not write more than the limits,
+// nor expand a sparse member, nor fill the disk.
+func TestApplyLimits(t *testing.T) {
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	for i := 0; i < 5; i++ {
+		must(t, tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: fmt.Sprintf("f%d", i), Mode: 0o644, Size: 1000}))
+		_, err := tw.Write(make([]byte, 1000))
+		must(t, err)
+	}
+	must(t, tw.Close())
+	diffTar := filepath.Join(t.TempDir(), "rootfs-diff.tar")
+	must(t, os.WriteFile(diffTar, buf.Bytes(), 0o600))
+	for _, lim := range []Limits{{MaxBytes: 4000}, {MaxMembers: 4}} {
+		err := Apply(t.Context(), t.TempDir(), diffTar, "", lim)
+		if err == nil || !strings.Contains(err.Error(), "more than") {
+			t.Errorf("%+v: err = %v", lim, err)
+		}
+	}
+	must(t, Apply(t.Context(), t.TempDir(), diffTar, "", Limits{MaxBytes: 5000, MaxMembers: 5}))
+
+	// A PAX sparse member of 1 TiB: refused, not expanded. Its size is
+	// beyond any free space too.
+	// archive/tar's writer drops GNU.sparse records and will not write an
+	// extended header by hand: the blocks are made here.
+	var pax string
+	for _, kv := range []string{"GNU.sparse.major=1", "GNU.sparse.minor=0", "GNU.sparse.name=sparse", "GNU.sparse.realsize=1099511627776"} {
+		n := len(kv) + 3
+		if len(fmt.Sprint(n))+len(kv)+2 != n {
+			n++
+		}
+		pax += fmt.Sprintf("%d %s\n", n, kv)
+	}
+	buf.Reset()
+	buf.Write(rawHeader("PaxHeaders/sparse", 'x', int64(len(pax))))
+	buf.Write(padBlock([]byte(pax)))
+	buf.Write(rawHeader("GNUSparseFile.0/sparse", '0', 512))
+	buf.Write(padBlock([]byte("0\n"))) // the sparse map: no data
+	buf.Write(make([]byte, 1024))
+	must(t, os.WriteFile(diffTar, buf.Bytes(), 0o600))
+	if err := Apply(t.Context(), t.TempDir(), diffTar, "", Limits{}); err == nil || !strings.Contains(err.Error(), "sparse") {
+		t.Errorf("sparse member: err = %v, want it refused", err)
+	}
+	buf.Reset()
+	tw = tar.NewWriter(&buf)
+	must(t, tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: "huge", Mode: 0o644, Size: 1 << 40}))
+	must(t, os.WriteFile(diffTar, buf.Bytes(), 0o600))
+	dir := t.TempDir()
+	if err := Apply(t.Context(), dir, diffTar, "", Limits{MaxBytes: 1 << 41}); err == nil || !strings.Contains(err.Error(), "free") {
+		t.Errorf("1 TiB member: err = %v, want it refused for free space", err)
+	}
+	if _, err := os.Lstat(filepath.Join(dir, "huge")); err == nil {
+		t.Error("the refused member was created")
+	}
+}
+
+// rawHeader is a ustar header block.
+func rawHeader(name string, typeflag byte, size int64) []byte {
+	b := make([]byte, 512)
+	copy(b, name)
+	copy(b[100:], "0000644\x00")
+	copy(b[108:], "0000000\x00")
+	copy(b[116:], "0000000\x00")
+	copy(b[124:], fmt.Sprintf("%011o\x00", size))
+	copy(b[136:], "00000000000\x00")
+	b[156] = typeflag
+	copy(b[257:], "ustar\x0000")
+	copy(b[148:], "        ")
+	sum := 0
+	for _, c := range b {
+		sum += int(c)
+	}
+	copy(b[148:], fmt.Sprintf("%06o\x00 ", sum))
+	return b
+}
+
+func padBlock(b []byte) []byte {
+	return append(b, make([]byte, (512-len(b)%512)%512)...)
 }

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -213,7 +214,7 @@ func TestCompareRoundTrip(t *testing.T) {
 			}
 
 			applied := copyTree(t, base)
-			if err := Apply(t.Context(), applied, diffTar, deleted); err != nil {
+			if err := Apply(t.Context(), applied, diffTar, deleted, Limits{}); err != nil {
 				t.Fatalf("Apply: %v", err)
 			}
 			if !tt.skipTree {
@@ -274,8 +275,13 @@ func TestCompareDevices(t *testing.T) {
 		t.Errorf("Added = %q, want %q", c.Added, want)
 	}
 	diffTar, deleted := writeChanges(t, root, c)
+	// Device nodes from an archive need the operator's say.
+	refused := copyTree(t, base)
+	if err := Apply(t.Context(), refused, diffTar, deleted, Limits{}); err == nil || !strings.Contains(err.Error(), "AllowDevices") {
+		t.Errorf("devices without AllowDevices: %v", err)
+	}
 	applied := copyTree(t, base)
-	must(t, Apply(t.Context(), applied, diffTar, deleted))
+	must(t, Apply(t.Context(), applied, diffTar, deleted, Limits{AllowDevices: true}))
 	sameTree(t, snapshot(t, applied), snapshot(t, root))
 }
 
@@ -296,8 +302,8 @@ func TestCancelled(t *testing.T) {
 		{"Compare", func() error { _, err := Compare(ctx, root, base); return err }},
 		{"FromOverlay", func() error { _, err := FromOverlay(ctx, root, []string{base}); return err }},
 		{"WriteDiff", func() error { _, _, err := WriteDiff(ctx, t.TempDir(), root, c); return err }},
-		{"Apply", func() error { return Apply(ctx, copyTree(t, base), diffTar, deleted) }},
-		{"Apply deleted only", func() error { return Apply(ctx, copyTree(t, base), "", deleted) }},
+		{"Apply", func() error { return Apply(ctx, copyTree(t, base), diffTar, deleted, Limits{}) }},
+		{"Apply deleted only", func() error { return Apply(ctx, copyTree(t, base), "", deleted, Limits{}) }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

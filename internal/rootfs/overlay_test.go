@@ -170,7 +170,7 @@ func TestFromOverlay(t *testing.T) {
 
 			diffTar, deleted := writeChanges(t, upper, c)
 			applied := copyTree(t, image)
-			if err := Apply(t.Context(), applied, diffTar, deleted); err != nil {
+			if err := Apply(t.Context(), applied, diffTar, deleted, Limits{}); err != nil {
 				t.Fatalf("Apply: %v", err)
 			}
 			sameTree(t, snapshot(t, applied), want)

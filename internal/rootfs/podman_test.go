@@ -72,7 +72,7 @@ func TestApplyPodmanArchives(t *testing.T) {
 			}
 			before := snapshot(t, image)
 			dir := copyTree(t, image)
-			if err := Apply(t.Context(), dir, diffTar, deleted); err != nil {
+			if err := Apply(t.Context(), dir, diffTar, deleted, Limits{}); err != nil {
 				t.Fatal(err)
 			}
 			for _, p := range tt.wantGone {

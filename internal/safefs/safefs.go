@@ -248,3 +248,133 @@ func CopyN(ctx context.Context, dst io.Writer, src io.Reader, n int64, buf []byt
 	}
 	return done, nil
 }
+
+// RemoveTree removes the directory p and everything in it, through
+// descriptors only, holding two at a time however deep the tree: an
+// archive can nest directories deeper than RLIMIT_NOFILE, which defeats
+// os.RemoveAll (one descriptor per level) and so any cleanup built on it.
+// Each subdirectory is renamed up into p before it is emptied, so the walk
+// never descends more than one level. A symlink is removed, never
+// followed.
+func RemoveTree(ctx context.Context, p string) error {
+	root, err := OpenAt(unix.AT_FDCWD, p, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW, 0)
+	if errors.Is(err, unix.ENOENT) {
+		return nil
+	}
+	if errors.Is(err, unix.ENOTDIR) || errors.Is(err, unix.ELOOP) {
+		if err := unix.Unlink(p); err != nil && !errors.Is(err, unix.ENOENT) {
+			return fmt.Errorf("remove %s: %w", p, err)
+		}
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("open %s: %w", p, err)
+	}
+	err = emptyDir(ctx, root, p)
+	unix.Close(root)
+	if err != nil {
+		return err
+	}
+	if err := unix.Rmdir(p); err != nil && !errors.Is(err, unix.ENOENT) {
+		return fmt.Errorf("remove %s: %w", p, err)
+	}
+	return nil
+}
+
+// emptyDir removes everything in the directory open at root (named p in
+// errors).
+func emptyDir(ctx context.Context, root int, p string) error {
+	moved := 0
+	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if _, err := unix.Seek(root, 0, 0); err != nil {
+			return fmt.Errorf("read %s: %w", p, err)
+		}
+		names, err := ReadDirNames(root)
+		if err != nil {
+			return fmt.Errorf("read %s: %w", p, err)
+		}
+		if len(names) == 0 {
+			return nil
+		}
+		for _, n := range names {
+			err := unix.Unlinkat(root, n, 0)
+			if err == nil || errors.Is(err, unix.ENOENT) {
+				continue
+			}
+			if !errors.Is(err, unix.EISDIR) {
+				return fmt.Errorf("remove %s/%s: %w", p, n, err)
+			}
+			if err := unix.Unlinkat(root, n, unix.AT_REMOVEDIR); err == nil || errors.Is(err, unix.ENOENT) {
+				continue
+			}
+			sub, err := OpenSubdir(root, n)
+			if err != nil {
+				return fmt.Errorf("open %s/%s: %w", p, n, err)
+			}
+			err = hoist(root, sub, p+"/"+n, &moved)
+			unix.Close(sub)
+			if err != nil {
+				return err
+			}
+			if err := unix.Unlinkat(root, n, unix.AT_REMOVEDIR); err != nil && !errors.Is(err, unix.ENOENT) {
+				return fmt.Errorf("remove %s/%s: %w", p, n, err)
+			}
+		}
+	}
+}
+
+// hoist empties the directory open at sub: files go, subdirectories are
+// renamed into root under fresh names, for emptyDir's next round.
+func hoist(root, sub int, p string, moved *int) error {
+	names, err := ReadDirNames(sub)
+	if err != nil {
+		return fmt.Errorf("read %s: %w", p, err)
+	}
+	for _, n := range names {
+		err := unix.Unlinkat(sub, n, 0)
+		if err == nil || errors.Is(err, unix.ENOENT) {
+			continue
+		}
+		if !errors.Is(err, unix.EISDIR) {
+			return fmt.Errorf("remove %s/%s: %w", p, n, err)
+		}
+		if err := unix.Unlinkat(sub, n, unix.AT_REMOVEDIR); err == nil {
+			continue
+		}
+		for {
+			*moved++
+			err = unix.Renameat2(sub, n, root, fmt.Sprintf(".crtool-rm-%d", *moved), unix.RENAME_NOREPLACE)
+			if !errors.Is(err, unix.EEXIST) {
+				break
+			}
+		}
+		if err != nil && !errors.Is(err, unix.ENOENT) {
+			return fmt.Errorf("remove %s/%s: %w", p, n, err)
+		}
+	}
+	return nil
+}
+
+// FreeReserve is the space EnsureFree leaves free on the file system: an
+// archive's files must not make the host run out.
+const FreeReserve = 256 << 20
+
+// ErrNoSpace means a file an archive asks for does not fit.
+var ErrNoSpace = errdefs.New(errdefs.ErrConflict, "not enough free space")
+
+// EnsureFree checks, before a file of size bytes is written in the
+// directory dirfd, that it leaves FreeReserve free: a small compressed
+// archive can declare members of any size.
+func EnsureFree(dirfd int, size int64) error {
+	var fs unix.Statfs_t
+	if err := unix.Fstatfs(dirfd, &fs); err != nil {
+		return fmt.Errorf("statfs: %w", err)
+	}
+	if free := int64(fs.Bavail) * fs.Bsize; size > free-FreeReserve {
+		return fmt.Errorf("%w: %d bytes, %d free (%d MiB stay in reserve)", ErrNoSpace, size, max(free, 0), FreeReserve>>20)
+	}
+	return nil
+}

@@ -2,7 +2,9 @@
 package testutil
 
 import (
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -13,6 +15,19 @@ import (
 func InCI() bool {
 	v := os.Getenv("CI")
 	return v != "" && v != "0" && v != "false"
+}
+
+// Main runs a suite's tests as TestMain does, after prerequisites has said
+// what is missing ("" for nothing): in CI that fails the whole run at once.
+// cleanup runs after the tests; Main then exits with their code.
+func Main(m *testing.M, suite string, prerequisites func() string, cleanup func()) {
+	if missing := prerequisites(); missing != "" && InCI() {
+		fmt.Fprintf(os.Stderr, "%s cannot run in CI: %s\n", suite, missing)
+		os.Exit(1)
+	}
+	code := m.Run()
+	cleanup()
+	os.Exit(code)
 }
 
 // Require fails the test (in CI) or skips it (elsewhere) when ok is false.
@@ -103,4 +118,43 @@ func WantError(t testing.TB, err error, want string) {
 	case want != "" && !strings.Contains(err.Error(), want):
 		t.Fatalf("error %q, want one saying %q", err, want)
 	}
+}
+
+// CrtoolBinary returns the crtool binary under test: $CRTOOL_BIN, else one
+// it builds from this checkout into a new directory, which it returns as
+// built for the caller to remove.
+func CrtoolBinary() (bin, built string, err error) {
+	if bin = os.Getenv("CRTOOL_BIN"); bin != "" {
+		if _, err := os.Stat(bin); err != nil {
+			return "", "", fmt.Errorf("crtool binary: %w", err)
+		}
+		return bin, "", nil
+	}
+	top, err := repoRoot()
+	if err != nil {
+		return "", "", fmt.Errorf("find the checkout to build crtool: %w", err)
+	}
+	if built, err = os.MkdirTemp("", "crtool-test-bin-"); err != nil {
+		return "", "", err
+	}
+	bin = filepath.Join(built, "crtool")
+	cmd := exec.Command("go", "build", "-o", bin, "./cmd/crtool")
+	cmd.Dir = top
+	if out, err := cmd.CombinedOutput(); err != nil {
+		os.RemoveAll(built)
+		return "", "", fmt.Errorf("build crtool: %w: %s", err, out)
+	}
+	return bin, built, nil
+}
+
+// Exited reports whether pid has exited (a zombie counts: it waits only for
+// its parent to reap it).
+func Exited(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return true
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	return i > 0 && i+2 < len(s) && s[i+2] == 'Z'
 }

@@ -4,6 +4,7 @@ package workdir
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -13,6 +14,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/crtool/crtool/internal/safefs"
 )
 
 // Dir is a staging directory with CRIU's image directory inside it.
@@ -36,12 +39,13 @@ func (d *Dir) Log(name string) string { return filepath.Join(d.Images, name) }
 // Remove deletes the staging directory. Mounts below it are detached
 // first: a CRIU killed mid-way leaves its cgroup yard (.criu.cgyard) and
 // other mounts there, and removing files through them would delete the
-// host's cgroups or files.
+// host's cgroups or files. The tree may be an archive's, nested deeper than
+// os.RemoveAll can go.
 func (d *Dir) Remove() error {
 	if err := DetachMounts(d.Path); err != nil {
 		return err
 	}
-	if err := os.RemoveAll(d.Path); err != nil {
+	if err := safefs.RemoveTree(context.Background(), d.Path); err != nil {
 		return fmt.Errorf("remove work directory: %w", err)
 	}
 	return nil
@@ -65,7 +69,8 @@ func KeptLog(op string) string {
 // without a log, everything goes and nothing is kept.
 func (d *Dir) RemoveKeepingLog(log, keep string) error {
 	var errs []error
-	if _, err := os.Stat(log); err == nil {
+	// Only CRIU's own log: never a link an archive planted in its place.
+	if st, err := os.Lstat(log); err == nil && st.Mode().IsRegular() {
 		if err := moveLog(log, keep); err != nil {
 			errs = append(errs, err)
 		}

@@ -1,12 +1,14 @@
 package workdir
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"testing"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/crtool/crtool/internal/safefs"
 	"github.com/crtool/crtool/internal/testutil"
 )
 
@@ -129,5 +131,77 @@ func TestRemoveDetachesMountsBelow(t *testing.T) {
 	}
 	if _, err := os.Stat(d.Path); !os.IsNotExist(err) {
 		t.Fatalf("work directory still there: %v", err)
+	}
+}
+
+// deepTree nests directories below dir deeper than the descriptor limit,
+// as a crafted archive can.
+func deepTree(t *testing.T, dir string) {
+	t.Helper()
+	var lim unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &lim); err != nil {
+		t.Fatal(err)
+	}
+	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < int(lim.Cur)+1000; i++ {
+		if err := unix.Mkdirat(fd, "d", 0o755); err != nil {
+			t.Fatal(err)
+		}
+		next, err := unix.Openat(fd, "d", unix.O_RDONLY|unix.O_DIRECTORY, 0)
+		unix.Close(fd)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fd = next
+	}
+	unix.Close(fd)
+}
+
+// TestDeepTreeRemoved: a work directory holding a tree nested deeper than
+// RLIMIT_NOFILE still goes, all of it, the log kept elsewhere or not.
+func TestDeepTreeRemoved(t *testing.T) {
+	old := LogDir
+	LogDir = t.TempDir()
+	t.Cleanup(func() { LogDir = old })
+	for _, keepLog := range []bool{false, true} {
+		parent := t.TempDir()
+		d, err := New(parent, "crtool-test-", "checkpoint")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = safefs.RemoveTree(context.Background(), d.Path) })
+		if err := os.Mkdir(d.Images, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		deepTree(t, d.Images)
+		log := d.Log("restore.log")
+		if err := os.WriteFile(log, []byte("Error (criu): x\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		kept := KeptLog("restore")
+		if keepLog {
+			err = d.RemoveKeepingLog(log, kept)
+		} else {
+			err = d.Remove()
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		var left []string
+		_ = filepath.WalkDir(parent, func(p string, e os.DirEntry, err error) error {
+			if p != parent {
+				left = append(left, p)
+			}
+			return nil
+		})
+		if len(left) > 0 {
+			t.Errorf("keepLog %v: left %d paths, first %s", keepLog, len(left), left[0])
+		}
+		if _, err := os.Stat(kept); (err == nil) != keepLog {
+			t.Errorf("keepLog %v: log kept: %v", keepLog, err == nil)
+		}
 	}
 }
