@@ -9,7 +9,7 @@ BIN     := bin/crtool
 # Integration tests build containers and run CRIU: give them room.
 TESTFLAGS ?= -count=1 -timeout 45m
 
-.PHONY: all deps deps-podman deps-zdtm build demo test unit integration zdtm clean-host lint fuzz bench clean
+.PHONY: all deps deps-podman deps-zdtm build demo test unit integration zdtm clean-host lint fuzz bench clean man completion install
 
 # The run's start: scripts/clean-host.sh leaves what is newer alone.
 CRTOOL_RUN_START ?= $(shell date +%s)
@@ -34,6 +34,29 @@ deps-zdtm:
 
 build:
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/crtool
+
+# The manual page and the completion scripts are generated from the
+# commands and flags of the binary, never written by hand.
+PREFIX  ?= /usr/local
+DESTDIR ?=
+MAN     := bin/crtool.8
+COMPLETIONS := bin/completion/crtool.bash bin/completion/_crtool bin/completion/crtool.fish
+
+man: build
+	$(BIN) man > $(MAN)
+
+completion: build
+	mkdir -p bin/completion
+	$(BIN) completion bash > bin/completion/crtool.bash
+	$(BIN) completion zsh > bin/completion/_crtool
+	$(BIN) completion fish > bin/completion/crtool.fish
+
+install: build man completion
+	install -D -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/crtool
+	install -D -m 0644 $(MAN) $(DESTDIR)$(PREFIX)/share/man/man8/crtool.8
+	install -D -m 0644 bin/completion/crtool.bash $(DESTDIR)$(PREFIX)/share/bash-completion/completions/crtool
+	install -D -m 0644 bin/completion/_crtool $(DESTDIR)$(PREFIX)/share/zsh/vendor-completions/_crtool
+	install -D -m 0644 bin/completion/crtool.fish $(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d/crtool.fish
 
 demo: deps build
 	scripts/demo.sh $(BIN)

@@ -173,6 +173,7 @@ type dumper struct {
 	spec     []byte
 	wd       *workdir.Dir
 	log      string
+	keptLog  string // where the log goes if the dump fails
 	fr       *freezer.Freezer
 	thawed   bool
 	rollback undo.Stack
@@ -281,8 +282,8 @@ func (d *dumper) prepare(ctx context.Context) (err error) {
 	if d.wd, err = workdir.New(d.opts.WorkDir, "crtool-dump-", format.CheckpointDir); err != nil {
 		return err
 	}
-	d.log = d.wd.Log("dump.log")
-	if err := d.rollback.PushRecord("remove work directory "+d.wd.Path, guardian.KeepLog(d.wd.Path, d.log), func() error { return d.wd.KeepOnly(d.log) }); err != nil {
+	d.log, d.keptLog = d.wd.Log("dump.log"), workdir.KeptLog("dump")
+	if err := d.rollback.PushRecord("remove work directory "+d.wd.Path, guardian.KeepLog(d.wd.Path, d.log, d.keptLog), func() error { return d.wd.RemoveKeepingLog(d.log, d.keptLog) }); err != nil {
 		return err
 	}
 	testpoint.Reach("dump-prepared")
@@ -426,6 +427,7 @@ func (d *dumper) checkpoint(ctx context.Context) error {
 		Type:    rpc.CriuReqType_DUMP,
 		Opts:    criuDumpOptions(d.c, int32(imgFd.Fd()), d.ext, d.files, d.opts),
 		LogPath: d.log,
+		KeptLog: d.keptLog,
 		Notify:  testpoint.CRIU("dump-criu", "post-dump"),
 		// Should crtool die, the guardian waits for CRIU to abort by
 		// itself before it thaws and unlocks: CRIU takes the connections

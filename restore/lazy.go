@@ -35,13 +35,19 @@ type Transfer struct {
 // Wait returns once every page has arrived, or the transfer failed: then
 // the restored container cannot go on and is killed. The work directory
 // goes either way.
-func (t *Transfer) Wait() error {
-	err := t.daemon.Wait()
+func (t *Transfer) Wait() (err error) {
+	err = t.daemon.Wait()
 	t.Took = time.Since(t.start)
 	clean := t.wd.Remove
 	if err != nil {
-		// The error quotes the daemon's log: it stays.
-		clean = func() error { return t.wd.KeepOnly(t.daemon.Log) }
+		// The daemon's log stays, in crtool's log directory.
+		kept := workdir.KeptLog("lazy-pages")
+		clean = func() error { return t.wd.RemoveKeepingLog(t.daemon.Log, kept) }
+		defer func() {
+			if err != nil {
+				err = fmt.Errorf("%w (lazy-pages log: %s)", err, kept)
+			}
+		}()
 	}
 	for _, rerr := range []error{t.restorePipe(), clean()} {
 		if rerr != nil && t.warnf != nil {

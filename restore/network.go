@@ -22,6 +22,8 @@ type netPlan struct {
 	created string         // name of a namespace this restore created
 	lock    *network.Lock  // lock this restore installed
 	stale   []network.Lock // locks left by the dump in a namespace we join
+	// outer are the links this restore created outside the namespace.
+	outer []network.OuterLink
 	// rollback is the restore's: it removes what the plan created, newest
 	// first (the lock, the links and bridges Replay made, outside the
 	// namespace too, the namespace), and journals it for the guardian.
@@ -96,6 +98,7 @@ func (p *netPlan) rebuild(md *format.Metadata, opts Options) error {
 	if err != nil {
 		return err
 	}
+	ropts.Created = &p.outer
 	// Conflicts (the address in use elsewhere, the bridge missing) are
 	// found before anything is created.
 	if err := network.Check(md.Network, ropts); err != nil {

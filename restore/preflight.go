@@ -65,6 +65,7 @@ func (r *restorer) preflight(ctx context.Context) error {
 		}
 	}
 
+	add(checkNameFree(r.name))
 	if !r.opts.SkipCPUCheck {
 		add(r.checkCPU(ctx))
 	}

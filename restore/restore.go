@@ -164,11 +164,13 @@ type restorer struct {
 	bin      *criu.Binary
 	wd       *workdir.Dir
 	log      string
+	keptLog  string // where the log goes if the restore fails
 	md       *format.Metadata
 	fg       *foreign // archives crtool did not write
 	name     string
 	root     string
 	cg       cgroups.Set
+	cgMade   []string // cgroup directories this restore created
 	net      *netPlan
 	imgDir   *os.File
 	files    []*os.File // handed to CRIU, see criu.FD
@@ -207,7 +209,7 @@ func Run(ctx context.Context, opts Options) (res *Result, err error) {
 	// after them.
 	check := []func(context.Context) error{r.unpack, r.describe, r.validate, r.preflight}
 	act := []func(context.Context) error{
-		r.prepareRoot, r.prepareCgroups, r.prepareNetwork, r.prepareFiles, r.prepareLazy, r.restore, r.resume,
+		r.prepareRoot, r.prepareCgroups, r.prepareNetwork, r.prepareFiles, r.prepareLazy, r.restore, r.resume, r.commit,
 	}
 	for _, step := range check {
 		if err := step(ctx); err != nil {
@@ -245,8 +247,8 @@ func (r *restorer) unpack(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
-	r.wd, r.log = wd, wd.Log("restore.log")
-	if err := r.rollback.PushRecord("remove work directory "+wd.Path, guardian.KeepLog(wd.Path, r.log), func() error { return wd.KeepOnly(r.log) }); err != nil {
+	r.wd, r.log, r.keptLog = wd, wd.Log("restore.log"), workdir.KeptLog("restore")
+	if err := r.rollback.PushRecord("remove work directory "+wd.Path, guardian.KeepLog(wd.Path, r.log, r.keptLog), func() error { return wd.RemoveKeepingLog(r.log, r.keptLog) }); err != nil {
 		return err
 	}
 	verified, err := unpack(ctx, r.opts.Input, wd.Path, r.opts.Progress)
@@ -354,7 +356,8 @@ func (r *restorer) prepareCgroups(ctx context.Context) error {
 	if err := checkCgroupsFree(r.cg); err != nil {
 		return err
 	}
-	if _, err := cgroups.Prepare(r.cg, &r.rollback); err != nil {
+	parents, err := cgroups.Prepare(r.cg, &r.rollback)
+	if err != nil {
 		return err
 	}
 	warnings, err := cgroups.AdaptImage(r.wd.Images)
@@ -369,6 +372,7 @@ func (r *restorer) prepareCgroups(ctx context.Context) error {
 		return err
 	}
 	cg := r.cg
+	r.cgMade = append(parents, created...) // parents first, as rm removes them last
 	var dirs []string
 	for _, d := range cg.Dirs() {
 		dirs = append(dirs, d)
@@ -442,6 +446,7 @@ func (r *restorer) restore(ctx context.Context) error {
 		Opts:    criuRestoreOptions(int32(imgDir.Fd()), r.root, r.md, r.opts, r.extMnt, r.inherit),
 		Files:   r.files,
 		LogPath: r.log,
+		KeptLog: r.keptLog,
 		Notify:  testpoint.CRIU("restore-criu", "pre-resume"),
 		// A half-restored tree is removed if crtool dies: CRIU goes first.
 		DieWithCaller: true,
@@ -476,7 +481,7 @@ func (r *restorer) resume(ctx context.Context) error {
 		}
 	}
 	if err := unix.Kill(r.pid, 0); err != nil {
-		return fmt.Errorf("restored pid %d is gone right after the restore: see %s", r.pid, r.log)
+		return fmt.Errorf("restored pid %d is gone right after the restore: see %s", r.pid, r.keptLog)
 	}
 	if r.opts.PidFile != "" {
 		return writePidFile(r.opts.PidFile, r.pid)

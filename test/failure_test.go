@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -104,8 +105,18 @@ func TestDumpCriuKilledMidDump(t *testing.T) {
 	if r.code != 1 {
 		t.Fatalf("dump with CRIU killed: %s, want exit 1", r)
 	}
-	if !strings.Contains(r.stderr, "criu dump failed") || !strings.Contains(r.stderr, "CRIU log: "+work) {
-		t.Fatalf("error does not name CRIU's failure and log: %s", r.stderr)
+	if !strings.Contains(r.stderr, "criu dump failed") {
+		t.Fatalf("error does not name CRIU's failure: %s", r.stderr)
+	}
+	keptLog(t, r.stderr)
+	// CRIU's images and its cgroup yard mount went; only the log stays.
+	if entries, _ := os.ReadDir(work); len(entries) > 0 {
+		t.Errorf("failed dump left %s in its work directory", entries[0].Name())
+	}
+	for _, m := range mountPoints(t) {
+		if strings.HasPrefix(m, work) {
+			t.Errorf("failed dump left mount %s", m)
+		}
 	}
 	assertUnharmed(t, c, archive)
 }
@@ -251,20 +262,33 @@ func restoreFails(t *testing.T, c *container, archive string, want string, extra
 	if dirs := c.cgroupDirs(); len(dirs) > 0 {
 		t.Fatalf("failed restore left cgroups %v", dirs)
 	}
-	entries, _ := os.ReadDir(work)
-	for _, e := range entries {
-		// Only CRIU's log may stay, for the error to point at.
-		filepath.Walk(filepath.Join(work, e.Name()), func(p string, info os.FileInfo, err error) error {
-			if err == nil && !info.IsDir() && filepath.Base(p) != "restore.log" {
-				t.Errorf("failed restore left %s", p)
-			}
-			return nil
-		})
+	// Nothing stays in the work directory; CRIU's log, when CRIU ran,
+	// moved to /var/log/crtool, where the error points.
+	if entries, _ := os.ReadDir(work); len(entries) > 0 {
+		t.Errorf("failed restore left %s in its work directory", entries[0].Name())
+	}
+	if strings.Contains(r.stderr, "CRIU log:") {
+		keptLog(t, r.stderr)
 	}
 	if fileHash(t, archive) != before {
 		t.Fatal("restore modified the archive")
 	}
 	return r
+}
+
+// keptLog checks that the error names CRIU's log under /var/log/crtool
+// and that the log is there, and removes it when the test ends.
+func keptLog(t *testing.T, stderr string) string {
+	t.Helper()
+	m := regexp.MustCompile(`CRIU log: (\S+)`).FindStringSubmatch(stderr)
+	if m == nil || !strings.HasPrefix(m[1], "/var/log/crtool/") {
+		t.Fatalf("the error does not name a CRIU log under /var/log/crtool: %s", stderr)
+	}
+	t.Cleanup(func() { _ = os.Remove(m[1]) })
+	if st, err := os.Stat(m[1]); err != nil || st.Size() == 0 {
+		t.Fatalf("the log the error names: %v", err)
+	}
+	return m[1]
 }
 
 func fileHash(t *testing.T, p string) [32]byte {

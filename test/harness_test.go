@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -291,6 +292,9 @@ func (c *container) killAll() {
 }
 
 func (c *container) cleanup() {
+	// A restore under the container's own name (the default) left a
+	// record, and pieces, that crtool rm removes.
+	_ = exec.Command(env.crtool, "rm", "-f", "-t", "0", c.id).Run()
 	c.killAll()
 	_ = exec.Command(env.runc, "--root", c.runcRoot, "delete", "-f", c.id).Run()
 	for _, d := range c.cgroupDirs() {
@@ -357,8 +361,12 @@ func (c *container) dump(extra ...string) string {
 	return archive
 }
 
+// restoredAs finds the restored container's name in restore's summary.
+var restoredAs = regexp.MustCompile(`crtool: restored (\S+) as pid`)
+
 // restore restores an archive and returns the new init's PID, which
-// becomes the container's PID.
+// becomes the container's PID. The restored container is removed with
+// crtool rm when the test ends, its record and all.
 func (c *container) restore(archive string, extra ...string) int {
 	c.t.Helper()
 	// The container's stdio log is in its test directory, which the
@@ -366,6 +374,9 @@ func (c *container) restore(archive string, extra ...string) int {
 	r := crtool(c.t, append([]string{"restore", "-f", archive, "--allow-host-path", c.dir}, extra...)...)
 	if r.code != 0 {
 		c.t.Fatalf("restore failed: %s", r)
+	}
+	if m := restoredAs.FindStringSubmatch(r.stderr); m != nil {
+		c.t.Cleanup(func() { _ = exec.Command(env.crtool, "rm", "-f", "-t", "0", m[1]).Run() })
 	}
 	pid, err := strconv.Atoi(strings.TrimSpace(r.stdout))
 	if err != nil {

@@ -270,6 +270,7 @@ func TestPodmanImportsCrtoolArchive(t *testing.T) {
 // leaves on the host: its state directory with the overlay.
 func cleanupForeign(t *testing.T, c *container, name string) {
 	t.Cleanup(func() {
+		_ = exec.Command(env.crtool, "rm", "-f", "-t", "0", name).Run()
 		c.killAll()
 		dir := filepath.Join("/var/lib/crtool/containers", name)
 		_ = exec.Command("umount", filepath.Join(dir, "merged")).Run()

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"path/filepath"
 	"time"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/crtool/crtool/containers"
 	"github.com/crtool/crtool/dump"
 )
 
@@ -18,7 +20,7 @@ func dumpCommand() *cli.Command {
 		Name:      "dump",
 		Aliases:   []string{"checkpoint"},
 		Usage:     "checkpoint a running container into an archive",
-		ArgsUsage: " ",
+		ArgsUsage: "[NAME]",
 		Description: `Freezes the cgroup of the container whose init is --pid, has CRIU dump its
 processes, and writes the images with the container's metadata into one
 archive in Podman's checkpoint layout. The container stays frozen until the
@@ -27,8 +29,15 @@ archive is complete and synced; then it is stopped (or, with
 dump is interrupted, the container is thawed and keeps running and no file
 is left under the archive's name.
 
+A container crtool restored is named instead of --pid: crtool dump [flags] NAME
+(or --name NAME without --pid) finds its init through the record crtool ps
+reads; a dump of it without --leave-running also removes it as crtool rm
+does.
+
 Example:
-   crtool dump --pid 4242 -f web.tar.gz`,
+   crtool dump --pid 4242 -f web.tar.gz
+   crtool dump -f web.tar.gz web`,
+		BashComplete: completeNames,
 		Flags: []cli.Flag{
 			&cli.IntFlag{Name: "pid", Aliases: []string{"p"}, Usage: "PID of the container's init (the first process of its PID namespace or cgroup)"},
 			&cli.StringFlag{Name: "file", Aliases: []string{"f", "e", "export"}, Usage: "archive to write (\"-\": stdout)"},
@@ -52,8 +61,9 @@ Example:
 			verboseFlag,
 		},
 		Action: func(c *cli.Context) error {
-			if c.NArg() > 0 {
-				return usageError{fmt.Errorf("dump takes no arguments (got %q): use --pid and -f", c.Args().First())}
+			restored, err := restoredName(c)
+			if err != nil {
+				return err
 			}
 			opts := dump.Options{
 				PID:            c.Int("pid"),
@@ -77,6 +87,13 @@ Example:
 				Warnf:          warner(c),
 				Infof:          informer(c),
 			}
+			if restored != "" {
+				init, err := containers.InitOf(restored)
+				if err != nil {
+					return err
+				}
+				opts.PID, opts.Name = init.PID, restored
+			}
 			comp, err := compression(c.String("compress"), opts.Output)
 			if err != nil {
 				return usageError{err}
@@ -91,6 +108,11 @@ Example:
 			bar.Done()
 			if err != nil {
 				return err
+			}
+			if restored != "" && !opts.LeaveRunning {
+				if err := containers.Remove(c.Context, restored, containers.RemoveOptions{Force: true, Logf: opts.Logf}); err != nil {
+					return fmt.Errorf("archive %s is complete, but: %w", opts.Output, err)
+				}
 			}
 			if c.Bool("print-stats") {
 				w := c.App.Writer
@@ -112,6 +134,26 @@ Example:
 			return nil
 		},
 	})
+}
+
+// restoredName is the container crtool restored that the dump names: the
+// NAME argument, or --name without --pid when crtool restored a container
+// of that name; "" for a dump by --pid.
+func restoredName(c *cli.Context) (string, error) {
+	if err := flagsFirst(c, "dump [flags] NAME"); err != nil {
+		return "", err
+	}
+	switch {
+	case c.NArg() > 1:
+		return "", usageError{fmt.Errorf("dump takes one container name (got %d arguments): crtool dump -f ARCHIVE NAME", c.NArg())}
+	case c.NArg() == 1 && c.IsSet("pid"):
+		return "", usageError{errors.New("NAME and --pid cannot be combined: give one of them")}
+	case c.NArg() == 1:
+		return c.Args().First(), nil
+	case !c.IsSet("pid") && c.String("name") != "" && containers.Exists(c.String("name")):
+		return c.String("name"), nil
+	}
+	return "", nil
 }
 
 // compression picks the archive compression from the flag or the file name.

@@ -187,14 +187,19 @@ prerequisite is missing (root, CRIU 4.2 or newer), 130/143 interrupted (SIGINT/S
 		Writer:               stdout,
 		ErrWriter:            stderr,
 		HideHelpCommand:      true,
-		EnableBashCompletion: false,
+		EnableBashCompletion: true,
 		Commands: []*cli.Command{
 			checkCommand(),
 			dumpCommand(),
 			restoreCommand(),
+			psCommand(),
+			rmCommand(),
 			inspectCommand(),
 			imageCommand(),
 			recoverCommand(),
+			completionCommand(),
+			versionCommand(),
+			manCommand(),
 		},
 		Action: func(c *cli.Context) error {
 			if c.NArg() > 0 {
@@ -233,6 +238,17 @@ func withUsageErrors(cmd *cli.Command) *cli.Command {
 		return usageError{fmt.Errorf("%w (see crtool %s --help)", err, cmd.Name)}
 	}
 	return cmd
+}
+
+// flagsFirst refuses a flag after a command's arguments, which urfave/cli
+// would take for one more argument: flags come first, as with podman.
+func flagsFirst(c *cli.Context, usage string) error {
+	for _, a := range c.Args().Slice() {
+		if strings.HasPrefix(a, "-") && a != "-" {
+			return usageError{fmt.Errorf("flag %s after the arguments: flags go first (crtool %s)", a, usage)}
+		}
+	}
+	return nil
 }
 
 // terminal returns w when it is a file (a terminal, perhaps) for progress

@@ -2,6 +2,7 @@ package criu
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"fmt"
 	"io"
@@ -31,8 +32,11 @@ type Request struct {
 	// inherit-fd entries refer to them by that number.
 	Files  []*os.File
 	Notify Notify
-	// LogPath is the host path of CRIU's log, quoted in errors.
+	// LogPath is the host path of CRIU's log, read for errors.
 	LogPath string
+	// KeptLog, when set, is where the caller keeps the log after a
+	// failure; errors quote it instead of LogPath.
+	KeptLog string
 	// DieWithCaller kills CRIU when the calling process dies (a restore:
 	// its half-restored tree is removed anyway). Without it, a CRIU whose
 	// caller died finishes or aborts by itself, which for a dump means it
@@ -157,8 +161,10 @@ func (b *Binary) Run(ctx context.Context, req Request) (*rpc.CriuResp, error) {
 		if ctx.Err() != nil {
 			cause, err = "interrupted", ctx.Err()
 		}
-		e := &Error{Op: op, Cause: cause, Log: req.LogPath, Err: err}
-		if req.LogPath != "" {
+		e := &Error{Op: op, Cause: cause, Err: err}
+		// A CRIU that died before it opened its log leaves none to name.
+		if _, err := os.Stat(req.LogPath); req.LogPath != "" && err == nil {
+			e.Log = cmp.Or(req.KeptLog, req.LogPath)
 			e.Lines = LogErrors(req.LogPath, maxQuoted)
 		}
 		if len(e.Lines) == 0 && stderr.Len() > 0 {

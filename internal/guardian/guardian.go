@@ -82,16 +82,12 @@ func Start(op, subject string, stack *undo.Stack) (*Guard, error) {
 		}
 	}
 	lockPath := filepath.Join(lockDir(), lockName(subject))
-	lock, err := os.OpenFile(lockPath, os.O_RDWR|os.O_CREATE|unix.O_CLOEXEC, 0o600)
+	lock, err := takeLock(lockPath)
 	if err != nil {
-		return nil, fmt.Errorf("open lock %s: %w", lockPath, err)
-	}
-	if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
-		lock.Close()
 		if errors.Is(err, unix.EWOULDBLOCK) {
 			return nil, errdefs.Newf(errdefs.ErrConflict, "%s is being checkpointed or restored by another crtool (or its guardian is undoing one): wait for it to finish", subject)
 		}
-		return nil, fmt.Errorf("lock %s: %w", lockPath, err)
+		return nil, err
 	}
 	g := &Guard{
 		lock: lock,
@@ -166,7 +162,50 @@ func (g *Guard) Done(stack *undo.Stack) {
 		_ = g.guardian.Wait()
 	}
 	_ = os.Remove(g.path)
+	// Nothing is left to guard: the lock file goes too, so that locks do
+	// not pile up in /run/crtool/locks with every container.
+	dropLock(g.lock, g.j.Lock)
 	g.unlock()
+}
+
+// takeLock opens and flocks the lock file at path. A holder that finished
+// unlinks the file before it unlocks (dropLock): a lock taken on a file no
+// longer at path guards nothing, and is taken again on the new one.
+func takeLock(path string) (*os.File, error) {
+	for {
+		lock, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|unix.O_CLOEXEC, 0o600)
+		if err != nil {
+			return nil, fmt.Errorf("open lock %s: %w", path, err)
+		}
+		if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+			lock.Close()
+			if errors.Is(err, unix.EWOULDBLOCK) {
+				return nil, err
+			}
+			return nil, fmt.Errorf("lock %s: %w", path, err)
+		}
+		if samePath(lock, path) {
+			return lock, nil
+		}
+		lock.Close()
+	}
+}
+
+// samePath says whether f is the file at path.
+func samePath(f *os.File, path string) bool {
+	var a, b unix.Stat_t
+	if unix.Fstat(int(f.Fd()), &a) != nil || unix.Stat(path, &b) != nil {
+		return false
+	}
+	return a.Dev == b.Dev && a.Ino == b.Ino
+}
+
+// dropLock unlinks the lock file at path, held through f, while f still
+// holds it.
+func dropLock(f *os.File, path string) {
+	if samePath(f, path) {
+		_ = os.Remove(path)
+	}
 }
 
 func (g *Guard) unlock() {
@@ -214,6 +253,7 @@ func Main(args []string) int {
 	})
 	if failed == 0 {
 		_ = os.Remove(args[0])
+		dropLock(lock, j.Lock)
 	}
 	return 0
 }
@@ -317,6 +357,7 @@ func Recover(warnf func(string, ...any)) ([]Stale, int, error) {
 		failed += n
 		if n == 0 {
 			_ = os.Remove(s.Path)
+			dropLock(f, s.Lock)
 		}
 		f.Close()
 		done = append(done, s)

@@ -89,6 +89,10 @@ func TestDoneRemovesJournalAndLock(t *testing.T) {
 		t.Fatalf("lock not released by Done: %v", err)
 	}
 	g2.Done(&again)
+	// Lock files do not pile up with every container.
+	if locks, _ := os.ReadDir(lockDir()); len(locks) > 0 {
+		t.Fatalf("%d lock files stay after Done", len(locks))
+	}
 	var nilGuard *Guard
 	nilGuard.Done(&again) // a run that failed before it started one
 }
@@ -121,17 +125,18 @@ func TestPerform(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if err := Perform(KeepLog(work, log)); err != nil {
+	kept := filepath.Join(dir, "logs", "dump-1.log")
+	if err := Perform(KeepLog(work, log, kept)); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := os.Stat(log); err != nil {
-		t.Fatal("the log went too")
+	if _, err := os.Stat(kept); err != nil {
+		t.Fatal("the log was not kept")
 	}
-	if _, err := os.Stat(filepath.Join(work, "checkpoint", "pages-1.img")); !os.IsNotExist(err) {
-		t.Fatal("staged images left")
+	if _, err := os.Stat(work); !os.IsNotExist(err) {
+		t.Fatal("the work directory, staged images and all, stays")
 	}
 	// Pieces already gone are done, not errors.
-	for _, r := range []undo.Record{Remove(filepath.Join(dir, "gone")), Thaw(filepath.Join(dir, "no-cgroup")), KeepLog(filepath.Join(dir, "gone"), "x"), DeleteLink("/run/netns/crtool-unit-gone", "veth0")} {
+	for _, r := range []undo.Record{Remove(filepath.Join(dir, "gone")), Thaw(filepath.Join(dir, "no-cgroup")), KeepLog(filepath.Join(dir, "gone"), "x", filepath.Join(dir, "x.log")), DeleteLink("/run/netns/crtool-unit-gone", "veth0")} {
 		if err := Perform(r); err != nil {
 			t.Errorf("Perform(%+v) = %v", r, err)
 		}

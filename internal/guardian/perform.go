@@ -28,7 +28,7 @@ const (
 	KindDeleteTable   = "delete-table"   // Netns: namespace path, Name: nftables inet table
 	KindRemove        = "remove"         // Path: file or directory; mounts below are detached first
 	KindRemoveGlob    = "remove-glob"    // Path: a glob of files (a temporary archive)
-	KindKeepLog       = "keep-log"       // Path: work directory, Name: the CRIU log kept in it
+	KindKeepLog       = "keep-log"       // Path: work directory, Name: its CRIU log, Paths: where the log is kept
 	KindKillCgroups   = "kill-cgroups"   // Paths: cgroup directories whose processes are killed
 	KindRemoveCgroups = "remove-cgroups" // Paths: cgroup directories, removed deepest first
 	KindDeleteNetns   = "delete-netns"   // Name: a /run/netns name
@@ -112,9 +112,9 @@ func Remove(path string) undo.Record { return undo.Record{Kind: KindRemove, Path
 func RemoveGlob(pattern string) undo.Record { return undo.Record{Kind: KindRemoveGlob, Path: pattern} }
 
 // KeepLog is the record of a work directory whose CRIU log a failed run
-// keeps.
-func KeepLog(dir, log string) undo.Record {
-	return undo.Record{Kind: KindKeepLog, Path: dir, Name: log}
+// keeps, moved to keep (workdir.KeptLog).
+func KeepLog(dir, log, keep string) undo.Record {
+	return undo.Record{Kind: KindKeepLog, Path: dir, Name: log, Paths: []string{keep}}
 }
 
 // KillCgroups is the record of cgroups a restore fills with processes.
@@ -202,7 +202,11 @@ func Perform(r undo.Record) error {
 		if _, err := os.Stat(r.Path); errors.Is(err, os.ErrNotExist) {
 			return nil
 		}
-		return d.KeepOnly(r.Name)
+		keep := workdir.KeptLog("recovered")
+		if len(r.Paths) == 1 {
+			keep = r.Paths[0]
+		}
+		return d.RemoveKeepingLog(r.Name, keep)
 	case KindKillCgroups:
 		var errs []error
 		for _, dir := range r.Paths {

@@ -42,6 +42,16 @@ type ReplayOptions struct {
 	// installs its firewall, then calls SetLinksUp. The outer veth ends are
 	// brought up regardless; no traffic passes while the inner end is down.
 	LinksDown bool
+	// Created, when set, receives the links Replay created outside the
+	// namespace (host ends of veth pairs, bridges), which outlive it.
+	Created *[]OuterLink
+}
+
+// OuterLink is a link Replay created outside the replayed namespace.
+type OuterLink struct {
+	Name  string
+	Kind  string // format.KindVeth or format.KindBridge
+	Netns string // a path or format.HostNetns
 }
 
 // vethPlan is where one veth pair leading outside ends up.
@@ -216,6 +226,13 @@ func (r *replayer) deleteLater(h *netlink.Handle, nsPath, name, where string) er
 	})
 }
 
+// created reports a link made outside the namespace to ReplayOptions.Created.
+func (r *replayer) created(kind, name, netns string) {
+	if r.opts.Created != nil {
+		*r.opts.Created = append(*r.opts.Created, OuterLink{Name: name, Kind: kind, Netns: netns})
+	}
+}
+
 func deleteLink(h *netlink.Handle, name, where string) error {
 	l, err := h.LinkByName(name)
 	if err != nil {
@@ -363,6 +380,7 @@ func (r *replayer) createOuterVeth(l format.Link, attrs netlink.LinkAttrs, p vet
 	if err := r.deleteLater(ph, p.peerNetns, p.peerName, nsLabel(p.peerNetns)); err != nil {
 		return err
 	}
+	r.created(format.KindVeth, p.peerName, p.peerNetns)
 	peer, err := ph.LinkByName(p.peerName)
 	if err != nil {
 		return fmt.Errorf("find peer %s in %s: %w", p.peerName, nsLabel(p.peerNetns), err)
@@ -402,6 +420,7 @@ func (r *replayer) ensureBridge(ph *netlink.Handle, p vethPlan) (netlink.Link, e
 	if err := r.deleteLater(ph, p.peerNetns, p.bridge, nsLabel(p.peerNetns)); err != nil {
 		return nil, err
 	}
+	r.created(format.KindBridge, p.bridge, p.peerNetns)
 	if err := ph.LinkSetUp(nb); err != nil {
 		return nil, fmt.Errorf("set bridge %s up: %w", p.bridge, err)
 	}

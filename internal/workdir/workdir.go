@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -50,40 +51,80 @@ func (d *Dir) Remove() error {
 	return nil
 }
 
-// KeepOnly deletes everything but the CRIU log file, whose path a failed
-// operation's error quotes; without a log, everything goes. The log moves
-// to the top while the rest is removed, then back.
-func (d *Dir) KeepOnly(log string) error {
-	if st, err := os.Lstat(log); err != nil || !st.Mode().IsRegular() {
-		return d.Remove()
-	}
-	if err := DetachMounts(d.Path); err != nil {
-		return err
-	}
-	keep := filepath.Join(d.Path, ".keep-"+filepath.Base(log))
-	if err := os.Rename(log, keep); err != nil {
-		return fmt.Errorf("clean work directory %s: %w", d.Path, err)
-	}
-	entries, err := os.ReadDir(d.Path)
-	if err != nil {
-		return fmt.Errorf("clean work directory %s: %w", d.Path, err)
-	}
+// LogDir keeps the CRIU log of each failed dump and restore, the last
+// KeptLogs of them: the staging directory, images included, goes.
+var LogDir = "/var/log/crtool"
+
+// KeptLogs is how many logs LogDir keeps; older ones are removed.
+const KeptLogs = 20
+
+// KeptLog is where a failed op ("dump", "restore") keeps its CRIU log:
+// a new name in LogDir, sortable by time.
+func KeptLog(op string) string {
+	return filepath.Join(LogDir, fmt.Sprintf("%s-%s-%d.log", op, time.Now().UTC().Format("20060102T150405.000000"), os.Getpid()))
+}
+
+// RemoveKeepingLog deletes the staging directory but moves the CRIU log
+// to keep (see KeptLog), whose path a failed operation's error quotes;
+// without a log, everything goes and nothing is kept.
+func (d *Dir) RemoveKeepingLog(log, keep string) error {
 	var errs []error
-	for _, e := range entries {
-		if p := filepath.Join(d.Path, e.Name()); p != keep {
-			errs = append(errs, safefs.RemoveTree(context.Background(), p))
+	// Only CRIU's own log: never a link an archive planted in its place.
+	if st, err := os.Lstat(log); err == nil && st.Mode().IsRegular() {
+		if err := moveLog(log, keep); err != nil {
+			errs = append(errs, err)
 		}
 	}
-	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("clean work directory %s: %w", d.Path, err)
+	errs = append(errs, d.Remove())
+	return errors.Join(errs...)
+}
+
+// moveLog moves log to keep and prunes the logs beyond KeptLogs.
+func moveLog(log, keep string) error {
+	dir := filepath.Dir(keep)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("keep CRIU log: %w", err)
 	}
-	if err := os.MkdirAll(filepath.Dir(log), 0o700); err != nil {
-		return fmt.Errorf("clean work directory %s: %w", d.Path, err)
+	if err := os.Rename(log, keep); err != nil {
+		// Another filesystem: copy.
+		b, rerr := os.ReadFile(log)
+		if rerr != nil {
+			return fmt.Errorf("keep CRIU log: %w", rerr)
+		}
+		if werr := os.WriteFile(keep, b, 0o600); werr != nil {
+			return fmt.Errorf("keep CRIU log: %w", werr)
+		}
 	}
-	if err := os.Rename(keep, log); err != nil {
-		return fmt.Errorf("clean work directory %s: %w", d.Path, err)
+	return pruneLogs(dir, KeptLogs)
+}
+
+// pruneLogs removes all but the newest n logs in dir.
+func pruneLogs(dir string, n int) error {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return fmt.Errorf("prune %s: %w", dir, err)
 	}
-	return nil
+	var logs []string
+	for _, e := range entries {
+		if e.Type().IsRegular() && strings.HasSuffix(e.Name(), ".log") {
+			logs = append(logs, e.Name())
+		}
+	}
+	// Names start with the operation, then the time: order by the time.
+	sort.Slice(logs, func(i, j int) bool { return logTime(logs[i]) < logTime(logs[j]) })
+	var errs []error
+	for len(logs) > n {
+		if err := os.Remove(filepath.Join(dir, logs[0])); err != nil && !errors.Is(err, os.ErrNotExist) {
+			errs = append(errs, err)
+		}
+		logs = logs[1:]
+	}
+	return errors.Join(errs...)
+}
+
+func logTime(name string) string {
+	_, rest, _ := strings.Cut(name, "-")
+	return rest
 }
 
 // DetachMounts lazily unmounts every mount at or below dir, deepest first.

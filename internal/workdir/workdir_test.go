@@ -12,7 +12,10 @@ import (
 	"github.com/crtool/crtool/internal/testutil"
 )
 
-func TestKeepOnlyLeavesTheLog(t *testing.T) {
+func TestRemoveKeepingLogKeepsOnlyTheLog(t *testing.T) {
+	old := LogDir
+	LogDir = t.TempDir()
+	t.Cleanup(func() { LogDir = old })
 	d, err := New(t.TempDir(), "t-", "checkpoint")
 	if err != nil {
 		t.Fatal(err)
@@ -20,34 +23,59 @@ func TestKeepOnlyLeavesTheLog(t *testing.T) {
 	for _, p := range []string{"checkpoint/pages-1.img", "checkpoint/dump.log", "spec.dump", "sub/x"} {
 		full := filepath.Join(d.Path, p)
 		_ = os.MkdirAll(filepath.Dir(full), 0o755)
-		if err := os.WriteFile(full, []byte("x"), 0o600); err != nil {
+		if err := os.WriteFile(full, []byte(p), 0o600); err != nil {
 			t.Fatal(err)
 		}
 	}
-	log := d.Log("dump.log")
-	if err := d.KeepOnly(log); err != nil {
+	keep := KeptLog("dump")
+	if err := d.RemoveKeepingLog(d.Log("dump.log"), keep); err != nil {
 		t.Fatal(err)
 	}
-	var left []string
-	_ = filepath.WalkDir(d.Path, func(p string, e os.DirEntry, err error) error {
-		if !e.IsDir() {
-			left = append(left, p)
-		}
-		return nil
-	})
-	if len(left) != 1 || left[0] != log {
-		t.Fatalf("left %v, want only %s", left, log)
+	if _, err := os.Stat(d.Path); !os.IsNotExist(err) {
+		t.Fatalf("work dir still there: %v", err)
+	}
+	if b, err := os.ReadFile(keep); err != nil || string(b) != "checkpoint/dump.log" {
+		t.Fatalf("kept log: %q, %v", b, err)
 	}
 }
 
-func TestKeepOnlyWithoutLogRemovesAll(t *testing.T) {
+func TestRemoveKeepingLogWithoutLogKeepsNothing(t *testing.T) {
+	old := LogDir
+	LogDir = filepath.Join(t.TempDir(), "logs")
+	t.Cleanup(func() { LogDir = old })
 	d, err := New(t.TempDir(), "t-", "checkpoint")
 	if err != nil {
 		t.Fatal(err)
 	}
-	d.KeepOnly(d.Log("dump.log"))
+	if err := d.RemoveKeepingLog(d.Log("dump.log"), KeptLog("dump")); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := os.Stat(d.Path); !os.IsNotExist(err) {
 		t.Fatalf("work dir still there: %v", err)
+	}
+	if _, err := os.Stat(LogDir); !os.IsNotExist(err) {
+		t.Fatalf("log directory created without a log: %v", err)
+	}
+}
+
+func TestPruneLogsKeepsTheNewest(t *testing.T) {
+	dir := t.TempDir()
+	names := []string{"restore-20260101T000003.000000-1.log", "dump-20260101T000001.000000-1.log", "dump-20260101T000002.000000-1.log", "restore-20260101T000004.000000-1.log"}
+	for _, n := range names {
+		if err := os.WriteFile(filepath.Join(dir, n), nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := pruneLogs(dir, 2); err != nil {
+		t.Fatal(err)
+	}
+	entries, _ := os.ReadDir(dir)
+	var left []string
+	for _, e := range entries {
+		left = append(left, e.Name())
+	}
+	if len(left) != 2 || left[0] != names[0] || left[1] != names[3] {
+		t.Fatalf("left %v, want the two newest", left)
 	}
 }
 
@@ -133,8 +161,11 @@ func deepTree(t *testing.T, dir string) {
 }
 
 // TestDeepTreeRemoved: a work directory holding a tree nested deeper than
-// RLIMIT_NOFILE still goes, all of it or all but the log.
+// RLIMIT_NOFILE still goes, all of it, the log kept elsewhere or not.
 func TestDeepTreeRemoved(t *testing.T) {
+	old := LogDir
+	LogDir = t.TempDir()
+	t.Cleanup(func() { LogDir = old })
 	for _, keepLog := range []bool{false, true} {
 		parent := t.TempDir()
 		d, err := New(parent, "crtool-test-", "checkpoint")
@@ -150,8 +181,9 @@ func TestDeepTreeRemoved(t *testing.T) {
 		if err := os.WriteFile(log, []byte("Error (criu): x\n"), 0o600); err != nil {
 			t.Fatal(err)
 		}
+		kept := KeptLog("restore")
 		if keepLog {
-			err = d.KeepOnly(log)
+			err = d.RemoveKeepingLog(log, kept)
 		} else {
 			err = d.Remove()
 		}
@@ -160,7 +192,7 @@ func TestDeepTreeRemoved(t *testing.T) {
 		}
 		var left []string
 		_ = filepath.WalkDir(parent, func(p string, e os.DirEntry, err error) error {
-			if p != parent && p != d.Path && p != d.Images && p != log {
+			if p != parent {
 				left = append(left, p)
 			}
 			return nil
@@ -168,8 +200,8 @@ func TestDeepTreeRemoved(t *testing.T) {
 		if len(left) > 0 {
 			t.Errorf("keepLog %v: left %d paths, first %s", keepLog, len(left), left[0])
 		}
-		if _, err := os.Stat(log); (err == nil) != keepLog {
-			t.Errorf("keepLog %v: log there: %v", keepLog, err == nil)
+		if _, err := os.Stat(kept); (err == nil) != keepLog {
+			t.Errorf("keepLog %v: log kept: %v", keepLog, err == nil)
 		}
 	}
 }
