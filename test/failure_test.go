@@ -149,8 +149,9 @@ func TestDumpInterrupted(t *testing.T) {
 	_ = cmd.Process.Signal(syscall.SIGINT)
 	err := cmd.Wait()
 	t.Logf("crtool: %v\n%s", err, stderr.String())
-	if err == nil {
-		t.Fatal("interrupted dump exited 0")
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 130 {
+		t.Fatalf("interrupted dump: %v, want exit 130 (128 + SIGINT)", err)
 	}
 	if !strings.Contains(stderr.String(), "interrupted") {
 		t.Fatalf("error does not say the dump was interrupted: %s", stderr.String())

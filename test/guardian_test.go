@@ -2,6 +2,7 @@ package test
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -348,4 +349,44 @@ esac
 	if st := c.freezerState(); st != "THAWED" {
 		t.Fatalf("freezer state %s after the failed dump, want THAWED", st)
 	}
+}
+
+// TestRestoreFromStdinTerminated: SIGTERM reaches a restore blocked reading
+// an archive from stdin at once, not when the next byte arrives; it exits
+// 143 and leaves nothing behind.
+func TestRestoreFromStdinTerminated(t *testing.T) {
+	requireEnv(t)
+	work := t.TempDir()
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	cmd := exec.Command(env.crtool, "restore", "-f", "-", "--work-dir", work)
+	cmd.Stdin = r
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	r.Close()
+	// A few bytes of gzip, then silence: crtool waits in a read.
+	if _, err := w.Write([]byte{0x1f, 0x8b, 0x08, 0x00}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(500 * time.Millisecond)
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() != 143 {
+			t.Fatalf("restore after SIGTERM: %v, want exit 143 (128 + SIGTERM)", err)
+		}
+	case <-time.After(3 * time.Second):
+		_ = cmd.Process.Kill()
+		t.Fatal("SIGTERM did not end a restore blocked on stdin within 3 s")
+	}
+	assertOnlyLogs(t, work)
 }
