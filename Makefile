@@ -121,3 +121,5 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeImage$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 2s ./inspect
 	$(GO) test -run '^$$' -fuzz '^FuzzImages$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 2s ./inspect
 	$(GO) test -run '^$$' -fuzz '^FuzzCollectArchive$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 2s ./inspect
+	$(GO) test -run '^$$' -fuzz '^FuzzCheckMetadata$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 2s ./internal/trust
+	$(GO) test -run '^$$' -fuzz '^FuzzCheckForeign$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 2s ./internal/trust
