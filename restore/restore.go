@@ -232,14 +232,10 @@ func Run(ctx context.Context, opts Options) (res *Result, err error) {
 // unpack extracts the archive into a new work directory.
 func (r *restorer) unpack(ctx context.Context) (err error) {
 	// From here on the host changes: a guardian undoes what the journal
-	// lists if this process dies. Two restores of one archive at once
-	// would fight over its names, so the archive is the lock's subject.
-	subject := fmt.Sprintf("stdin of crtool pid %d", os.Getpid())
-	if r.opts.Input != format.Stdio {
-		if subject, err = filepath.Abs(r.opts.Input); err != nil {
-			return err
-		}
-	}
+	// lists if this process dies. The lock is this run's own: restoring
+	// one archive twice (under two names) is fine, and a name taken twice
+	// is the pre-flight's to refuse.
+	subject := fmt.Sprintf("restore of %s by crtool pid %d", r.opts.Input, os.Getpid())
 	if r.guard, err = guardian.Start("restore", subject, &r.rollback); err != nil {
 		return err
 	}
