@@ -336,8 +336,8 @@ func takeHostEnd(t *testing.T, archive string) {
 		t.Fatalf("the archive records no host end of eth0: %+v", eth0)
 	}
 	name := eth0.Peer.Name
-	if exec.Command("ip", "link", "add", name, "type", "dummy").Run() == nil {
-		t.Cleanup(func() { _ = exec.Command("ip", "link", "del", name, "type", "dummy").Run() })
+	if exec.Command("ip", "link", "add", name, "type", "bridge").Run() == nil {
+		t.Cleanup(func() { _ = exec.Command("ip", "link", "del", name, "type", "bridge").Run() })
 	}
 	if exec.Command("ip", "link", "show", name).Run() != nil {
 		t.Fatalf("no link %s on the host", name)
