@@ -60,6 +60,9 @@ type Options struct {
 	PodmanNetwork string
 	// WithRootfs puts the whole root filesystem into the archive.
 	WithRootfs bool
+	// ExportVolumes puts the content of the container's volumes (bind
+	// mounts of host paths) into the archive.
+	ExportVolumes bool
 	// Publish are port mappings to record besides (and over, by host
 	// port) the ones Podman published for the container.
 	Publish       []format.PortMapping
@@ -267,7 +270,7 @@ func (d *dumper) prepare(ctx context.Context) (err error) {
 	if d.ext, err = externalMounts(d.mounts); err != nil {
 		return err
 	}
-	markPrivate(d.ext)
+	markPrivate(d.ext, d.opts.ExportVolumes)
 	if err := d.fromPodman(ctx); err != nil {
 		return err
 	}

@@ -104,3 +104,23 @@ func TestFromPodmanDefaults(t *testing.T) {
 		t.Fatalf("a container Podman did not start: podman %+v, network %q, ports %v", d.podman, d.opts.PodmanNetwork, d.ports)
 	}
 }
+
+func TestMarkPrivateExportVolumes(t *testing.T) {
+	vol := t.TempDir()
+	ext := []format.ExternalMount{
+		{Key: "/data", Kind: format.MountBind, Source: vol},
+		{Key: "/proc/kcore", Kind: format.MountBind, Source: "/dev/null"},
+		{Key: "/sys/fs/cgroup/memory", Kind: format.MountCgroup, Source: "/sys/fs/cgroup/memory/x"},
+	}
+	markPrivate(ext, false)
+	if ext[0].Content != "" {
+		t.Fatalf("a volume got content without --export-volumes: %+v", ext[0])
+	}
+	markPrivate(ext, true)
+	if ext[0].Content != "volumes/data.tar" || !ext[0].Dir || !ext[0].Exported {
+		t.Fatalf("exported volume = %+v", ext[0])
+	}
+	if ext[1].Content != "" || ext[2].Content != "" {
+		t.Fatalf("a masked path or a cgroup got content: %+v %+v", ext[1], ext[2])
+	}
+}

@@ -48,26 +48,39 @@ func isPrivate(src string) bool {
 	return false
 }
 
+// volumesMember is the archive directory holding exported volumes.
+const volumesMember = "volumes"
+
 // markPrivate names, for each private bind mount, the archive member that
-// will hold its content.
-func markPrivate(ext []format.ExternalMount) {
+// will hold its content; with exportVolumes, for each volume too (a
+// directory or a regular file: a device such as a masked path's /dev/null
+// is the host's).
+func markPrivate(ext []format.ExternalMount, exportVolumes bool) {
 	for i := range ext {
 		m := &ext[i]
-		if m.Kind != format.MountBind || m.Source == "" || !isPrivate(m.Source) {
+		if m.Kind != format.MountBind || m.Source == "" {
+			continue
+		}
+		private := isPrivate(m.Source)
+		if !private && !exportVolumes {
 			continue
 		}
 		st, err := os.Stat(m.Source)
-		if err != nil {
+		if err != nil || !st.IsDir() && !st.Mode().IsRegular() {
 			continue // classifyMounts found it; a vanished source stays a plain bind
 		}
 		m.Dir = st.IsDir()
+		dir := privateMember
+		if !private {
+			dir, m.Exported = volumesMember, true
+		}
 		switch {
-		case m.Key == "/dev/shm" && m.Dir:
+		case private && m.Key == "/dev/shm" && m.Dir:
 			m.Content = format.DevShmCheckpointTar
 		case m.Dir:
-			m.Content = path.Join(privateMember, strings.TrimPrefix(m.Key, "/")+".tar")
+			m.Content = path.Join(dir, strings.TrimPrefix(m.Key, "/")+".tar")
 		default:
-			m.Content = path.Join(privateMember, strings.TrimPrefix(m.Key, "/"))
+			m.Content = path.Join(dir, strings.TrimPrefix(m.Key, "/"))
 		}
 	}
 }

@@ -118,6 +118,10 @@ type ExternalMount struct {
 	// content is a tar (Dir).
 	Content string `json:"content,omitempty"`
 	Dir     bool   `json:"dir,omitempty"`
+	// Exported marks a volume whose content the archive carries (dump
+	// --export-volumes): restore binds Source when it exists and recreates
+	// the content only on a host that lacks it.
+	Exported bool `json:"exported,omitempty"`
 }
 
 // File kinds.

@@ -56,7 +56,7 @@ func (r *restorer) mapVolumes() error {
 		var volumes []string
 		for i := range r.md.Mounts {
 			m := &r.md.Mounts[i]
-			if m.Kind != format.MountBind || m.Content != "" {
+			if m.Kind != format.MountBind || m.Content != "" && !m.Exported {
 				continue
 			}
 			volumes = append(volumes, m.Key)

@@ -24,7 +24,8 @@ const mountsDir = "mounts"
 // preparePrivate recreates the container's private mounts (the files its
 // engine generated for it, its /dev/shm) from the archive under the state
 // directory, and points their external mounts there: the dumping host's
-// paths belong to an engine that has forgotten the container. When the
+// paths belong to an engine that has forgotten the container. So it does
+// for exported volumes whose source this host lacks. When the
 // restore built the root filesystem, it also gets the mount points the
 // image lacks.
 func (r *restorer) preparePrivate(ctx context.Context) error {
@@ -33,7 +34,8 @@ func (r *restorer) preparePrivate(ctx context.Context) error {
 	}
 	for i := range r.md.Mounts {
 		m := &r.md.Mounts[i]
-		if m.Content == "" {
+		if m.Content == "" || m.Exported && exists(m.Source) {
+			// An exported volume present on this host is bound in place.
 			continue
 		}
 		if err := r.stateDir(); err != nil {

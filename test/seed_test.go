@@ -343,3 +343,24 @@ func takeHostEnd(t *testing.T, archive string) {
 		t.Fatalf("no link %s on the host", name)
 	}
 }
+
+// TestSeedExportedVolume: with dump --export-volumes the archive carries
+// the volume's content, so the container restores after its source
+// directory was deleted, its volume recreated under its state directory,
+// where it goes on writing.
+func TestSeedExportedVolume(t *testing.T) {
+	restored := uniqueID("crtseed-v-")
+	c := runSeedContainer(t, restored, counterPage)
+	archive, atDump := c.dumpAndRemove(t, "--export-volumes")
+	if err := os.RemoveAll(c.volume); err != nil {
+		t.Fatal(err)
+	}
+	if r := crtool(t, "restore", "-f", archive, "--name", restored); r.code != 0 {
+		t.Fatalf("restore: %s", r)
+	}
+	recreated := filepath.Join("/var/lib/crtool/containers", restored, "mounts", "data", "count")
+	waitFor(t, 10*time.Second, "the counter in the recreated volume", func() bool { return fileCounter(recreated) > atDump })
+	if _, err := os.Stat(c.volume); err == nil {
+		t.Fatalf("the restore recreated %s on the host: it is the state directory's to hold", c.volume)
+	}
+}
