@@ -86,7 +86,7 @@ func (r *restorer) stateDirPlan() (dir, what string) {
 		return dir, "an overlay over " + cmp.Or(r.opts.Root, "the image "+cmp.Or(c.Image, c.ImageID))
 	}
 	for _, m := range r.md.Mounts {
-		if m.Content != "" {
+		if m.Content != "" && !(m.Exported && exists(m.Source)) {
 			return dir, "the container's private mounts"
 		}
 	}
