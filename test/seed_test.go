@@ -107,7 +107,7 @@ func TestSeedScenario(t *testing.T) {
 		t.Fatalf("restore without mm-1.img succeeded: %s", r)
 	}
 	for _, line := range strings.Split(r.stderr, "\n") {
-		if strings.Contains(line, "warning:") && !strings.Contains(line, "is missing: creating it") {
+		if strings.Contains(line, "warning:") && !strings.Contains(line, "was missing: created it") {
 			t.Errorf("the rollback of the failed restore reports: %s", line)
 		}
 	}
