@@ -71,7 +71,6 @@ func (r *restorer) preflight(ctx context.Context) error {
 	}
 	r.checkVersions(warn)
 
-	add(r.mapVolumes())
 	add(r.rootProblem(ctx))
 	if dir, what := r.stateDirPlan(); dir != "" {
 		if _, err := os.Stat(dir); err == nil {
