@@ -26,6 +26,10 @@ func (r *restorer) policy() trust.Policy {
 		// crtool's, in the state directory this restore creates.
 		p.OwnDirs = append(p.OwnDirs, r.fg.Dir)
 	}
+	if r.dir != nil && r.dir.created {
+		// The private mounts recreated there are crtool's too.
+		p.OwnDirs = append(p.OwnDirs, r.dir.path)
+	}
 	// A volume the operator maps with --volume is handed over by name.
 	for _, src := range r.opts.Volumes {
 		p.HostPaths = append(p.HostPaths, src)

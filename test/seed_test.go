@@ -322,6 +322,11 @@ func brokenArchive(t *testing.T, archive, member string) string {
 	if err := os.Remove(filepath.Join(dir, member)); err != nil {
 		t.Fatal(err)
 	}
+	// The manifest would refuse it before CRIU sees it; an archive
+	// without one restores as another engine's does.
+	if err := os.Remove(filepath.Join(dir, format.ManifestFile)); err != nil {
+		t.Fatal(err)
+	}
 	out := filepath.Join(t.TempDir(), "broken.tar.gz")
 	mustRun(t, "tar", "-C", dir, "-czf", out, ".")
 	return out
