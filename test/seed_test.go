@@ -134,6 +134,19 @@ func TestSeedScenario(t *testing.T) {
 	}
 	waitFor(t, 10*time.Second, "the counter to continue", func() bool { return published(c.base) > first })
 	t.Logf("seed scenario: counter %d at the dump, %d after the restore, which took %v", atDump, first, restoreTook.Round(time.Millisecond))
+
+	// crtool rm takes it all away: ports, overlay, image mount, state
+	// directory, namespace.
+	if r := crtool(t, "rm", "-f", "-t", "0", restored); r.code != 0 {
+		t.Fatalf("rm: %s", r)
+	}
+	assertNoRestoreState(t, restored)
+	if _, err := get(c.base + "/page.html"); err == nil {
+		t.Fatal("the port still answers after crtool rm")
+	}
+	if mounted := podman(t, "image", "mount"); strings.Contains(mounted, "crtest-busybox") {
+		t.Errorf("the image stays mounted after crtool rm:\n%s", mounted)
+	}
 }
 
 // TestSeedRestoreListsMissing: a restore on a host that lacks the image,
@@ -210,6 +223,7 @@ func published(base string) int {
 func cleanupRestored(t *testing.T, name, id, bridge, gateway string) {
 	c := &container{t: t, id: name, cgroupPath: "/libpod_parent/libpod-" + id}
 	t.Cleanup(func() {
+		_ = exec.Command(env.crtool, "rm", "-f", "-t", "0", name).Run()
 		c.killAll()
 		for _, d := range c.cgroupDirs() {
 			_ = os.Remove(d)
