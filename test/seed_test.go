@@ -206,13 +206,20 @@ func get(url string) (string, error) {
 }
 
 // published reads the counter behind base, 0 when it does not answer.
+// The shell truncates the file before it writes the next count: an empty
+// read is retried.
 func published(base string) int {
-	s, err := get(base + "/counter.txt")
-	if err != nil {
-		return 0
+	for i := 0; i < 50; i++ {
+		s, err := get(base + "/counter.txt")
+		if err != nil {
+			return 0
+		}
+		if n, err := strconv.Atoi(strings.TrimSpace(s)); err == nil {
+			return n
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
-	n, _ := strconv.Atoi(strings.TrimSpace(s))
-	return n
+	return 0
 }
 
 // cleanupRestored removes what restoring the Podman container id as name
