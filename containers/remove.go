@@ -14,6 +14,7 @@ import (
 	"github.com/crtool/crtool/freezer"
 	"github.com/crtool/crtool/internal/errdefs"
 	"github.com/crtool/crtool/internal/network"
+	"github.com/crtool/crtool/internal/podman"
 	"github.com/crtool/crtool/internal/record"
 	"github.com/crtool/crtool/internal/workdir"
 )
@@ -160,6 +161,9 @@ func removal(r *record.Record) []step {
 	for i := len(r.Mounts) - 1; i >= 0; i-- {
 		mp := r.Mounts[i]
 		steps = append(steps, step{"mount " + mp, func() error { return unmount(mp) }})
+	}
+	for _, img := range r.Images {
+		steps = append(steps, step{"image mount of " + img, func() error { return podman.UnmountImage(img) }})
 	}
 	if r.StateDir != "" {
 		steps = append(steps, step{"state directory " + r.StateDir, func() error {

@@ -58,6 +58,14 @@ type Options struct {
 	// PodmanNetwork is the Podman network an import attaches the
 	// container to (config.dump's newNetworks, network.status's key).
 	PodmanNetwork string
+	// WithRootfs puts the whole root filesystem into the archive.
+	WithRootfs bool
+	// ExportVolumes puts the content of the container's volumes (bind
+	// mounts of host paths) into the archive.
+	ExportVolumes bool
+	// Publish are port mappings to record besides (and over, by host
+	// port) the ones Podman published for the container.
+	Publish       []format.PortMapping
 	RuntimeRoots  []string
 	FreezeTimeout time.Duration
 	// StagePages has CRIU write the memory pages into the work directory,
@@ -150,9 +158,6 @@ func (o *Options) Validate() error {
 			return fmt.Errorf("--rootfs-base %s is not a directory: give the image's unmodified root filesystem", o.RootfsBase)
 		}
 	}
-	if o.PodmanNetwork == "" {
-		o.PodmanNetwork = DefaultPodmanNetwork
-	}
 	if o.FreezeTimeout <= 0 {
 		o.FreezeTimeout = 10 * time.Second
 	}
@@ -194,7 +199,12 @@ type dumper struct {
 	tempGuarded bool
 	files       []format.ExternalFile
 	image       imageRef
-	md          *format.Metadata
+	podman      *podmanInfo // nil unless Podman started the container
+	ports       []format.PortMapping
+	// rootFromImage is set once the root filesystem's changes to its
+	// image are in the archive.
+	rootFromImage bool
+	md            *format.Metadata
 
 	start, frozenAt      time.Time
 	freezeTook, criuTook time.Duration
@@ -258,6 +268,10 @@ func (d *dumper) prepare(ctx context.Context) (err error) {
 		return err
 	}
 	if d.ext, err = externalMounts(d.mounts); err != nil {
+		return err
+	}
+	markPrivate(d.ext, d.opts.ExportVolumes)
+	if err := d.fromPodman(ctx); err != nil {
 		return err
 	}
 	if _, d.spec, err = specFor(c, d.mounts, d.ext); err != nil {
@@ -492,6 +506,15 @@ func (d *dumper) pack(ctx context.Context) (err error) {
 	if err := d.rootfsChanges(ctx); err != nil {
 		return err
 	}
+	if err := savePrivate(ctx, d.wd.Path, d.ext); err != nil {
+		return err
+	}
+	if d.opts.WithRootfs {
+		if err := d.wholeRootfs(ctx); err != nil {
+			return err
+		}
+	}
+	md.Container.RootFromImage = d.rootFromImage
 	if err := format.WriteMetadata(d.wd.Path, md); err != nil {
 		return err
 	}
@@ -623,6 +646,7 @@ func (d *dumper) metadata() (*format.Metadata, []byte, error) {
 		Mounts:     d.ext,
 		Files:      d.files,
 		Network:    d.network,
+		Ports:      d.ports,
 		Options: format.DumpOptions{
 			LeaveRunning: opts.LeaveRunning, TCPEstablished: opts.TCPEstablished, FileLocks: true,
 		},
@@ -646,7 +670,7 @@ func (d *dumper) metadata() (*format.Metadata, []byte, error) {
 	cfg, err := podman.ConfigDump(podman.Container{
 		Spec: &spec, ID: id, Name: name, Image: d.image.Name, ImageID: d.image.ID,
 		Runtime: c.runtime.Name, OwnNetNS: !c.namespaces["net"].Shared,
-		Network: opts.PodmanNetwork, CreatedAt: processStart(c.pid),
+		Network: opts.PodmanNetwork, CreatedAt: processStart(c.pid), Ports: d.ports,
 	})
 	if err != nil {
 		return nil, nil, err

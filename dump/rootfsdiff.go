@@ -2,13 +2,11 @@ package dump
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"time"
 
+	"github.com/crtool/crtool/internal/podman"
 	"github.com/crtool/crtool/internal/rootfs"
 )
 
@@ -49,6 +47,7 @@ func (d *dumper) rootfsChanges(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	d.rootFromImage = true
 	d.opts.logf("root filesystem changes: %d added or modified, %d deleted (diff %v, deleted.files %v)", len(changes.Added), len(changes.Deleted), diff, deleted)
 	return nil
 }
@@ -82,19 +81,12 @@ func overlayLowers(opts, upper string) []string {
 	return out
 }
 
-// mountImage mounts an image of Podman's store read-only and returns its
-// root filesystem.
+// mountImage mounts an image of Podman's store and returns its root
+// filesystem.
 func mountImage(ctx context.Context, name string) (string, func(), error) {
-	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
-	defer cancel()
-	out, err := exec.CommandContext(ctx, "podman", "image", "mount", name).Output()
+	dir, err := podman.MountImage(ctx, name)
 	if err != nil {
-		var ee *exec.ExitError
-		if errors.As(err, &ee) {
-			err = fmt.Errorf("%w: %s", err, strings.TrimSpace(string(ee.Stderr)))
-		}
-		return "", nil, fmt.Errorf("podman image mount %s: %w", name, err)
+		return "", nil, err
 	}
-	unmount := func() { _ = exec.Command("podman", "image", "unmount", name).Run() }
-	return strings.TrimSpace(string(out)), unmount, nil
+	return dir, func() { _ = podman.UnmountImage(name) }, nil
 }

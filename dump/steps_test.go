@@ -59,7 +59,9 @@ func TestValidate(t *testing.T) {
 	if err := o.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	if o.PodmanNetwork != DefaultPodmanNetwork || o.FreezeTimeout != 10*time.Second || !slices.Equal(o.RuntimeRoots, DefaultRuntimeRoots) {
+	// PodmanNetwork stays empty: the container's own Podman network, once
+	// known, is the default (fromPodman).
+	if o.PodmanNetwork != "" || o.FreezeTimeout != 10*time.Second || !slices.Equal(o.RuntimeRoots, DefaultRuntimeRoots) {
 		t.Fatalf("defaults not filled in: %+v", o)
 	}
 	// Run refuses before it looks for CRIU.

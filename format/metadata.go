@@ -35,9 +35,12 @@ type Metadata struct {
 	Network    *Config              `json:"network,omitempty"`
 	// NetworkLock names the nftables table that keeps the dumped
 	// container's network namespace silent until a restore lifts it.
-	NetworkLock string      `json:"networkLock,omitempty"`
-	Options     DumpOptions `json:"options"`
-	Stats       DumpStats   `json:"stats"`
+	NetworkLock string `json:"networkLock,omitempty"`
+	// Ports are the container's published ports, which restore sets up
+	// again in the host's network namespace.
+	Ports   []PortMapping `json:"ports,omitempty"`
+	Options DumpOptions   `json:"options"`
+	Stats   DumpStats     `json:"stats"`
 }
 
 // CPUFeatures are what a CPU offers the programs that start on it: the
@@ -68,6 +71,10 @@ type ContainerInfo struct {
 	Command []string `json:"command,omitempty"`
 	Image   string   `json:"image,omitempty"`
 	ImageID string   `json:"imageID,omitempty"`
+	// RootFromImage says the root filesystem is Image plus the archive's
+	// rootfs-diff.tar and deleted.files, so restore can rebuild it on an
+	// overlay of the image when Root is gone.
+	RootFromImage bool `json:"rootFromImage,omitempty"`
 }
 
 // CgroupInfo records where the container's cgroups were.
@@ -104,6 +111,17 @@ type ExternalMount struct {
 	Hierarchy  string `json:"hierarchy,omitempty"`
 	CgroupPath string `json:"cgroupPath,omitempty"`
 	FSType     string `json:"fstype,omitempty"`
+	// Content is the archive member holding the mount's content when its
+	// source is private to the container (a file the runtime generated for
+	// it in its state directory, the container's /dev/shm): restore
+	// recreates it rather than expecting it on the host. A directory's
+	// content is a tar (Dir).
+	Content string `json:"content,omitempty"`
+	Dir     bool   `json:"dir,omitempty"`
+	// Exported marks a volume whose content the archive carries (dump
+	// --export-volumes): restore binds Source when it exists and recreates
+	// the content only on a host that lacks it.
+	Exported bool `json:"exported,omitempty"`
 }
 
 // File kinds.

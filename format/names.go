@@ -20,6 +20,9 @@ const (
 
 	// MetadataFile is crtool's own metadata; Podman ignores unknown members.
 	MetadataFile = "crtool.json"
+	// RootfsTar is the container's whole root filesystem (dump
+	// --with-rootfs), in RootfsDiffTar's format: restore needs no image.
+	RootfsTar = "rootfs.tar"
 	// BindMountsFile appears in archives written by CRI-O for the kubelet.
 	BindMountsFile = "bind.mounts"
 

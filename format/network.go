@@ -89,6 +89,11 @@ type Peer struct {
 	MTU   int    `json:"mtu,omitempty"`
 	// Master is the bridge the peer is attached to, in the peer's namespace.
 	Master string `json:"master,omitempty"`
+	// MasterAddrs (CIDRs) and MasterMTU describe that bridge, so a restore
+	// on a host where it is gone can create it as the network's owner
+	// (netavark, CNI) had it: the container's gateway is on it.
+	MasterAddrs []string `json:"masterAddresses,omitempty"`
+	MasterMTU   int      `json:"masterMTU,omitempty"`
 }
 
 // Parent is the lower device of a vlan or macvlan link.

@@ -21,6 +21,7 @@ type ContainerConfig struct {
 	CreateNetNS      bool                         `json:"createNetNS"`
 	Networks         map[string]NetworkAttachment `json:"newNetworks,omitempty"`
 	NetworkMode      string                       `json:"networkMode,omitempty"`
+	PortMappings     []PodmanPortMapping          `json:"newPortMappings,omitempty"`
 	Command          []string                     `json:"command,omitempty"`
 	StopSignal       uint                         `json:"stopSignal"`
 	StopTimeout      uint                         `json:"stopTimeout"`
@@ -37,6 +38,17 @@ type ContainerConfig struct {
 // (config.dump's newNetworks).
 type NetworkAttachment struct {
 	InterfaceName string `json:"interface_name"`
+}
+
+// PodmanPortMapping is a published port as config.dump records it (Podman's
+// types.PortMapping): Range consecutive ports from HostPort and
+// ContainerPort; Protocol may list several, comma-separated.
+type PodmanPortMapping struct {
+	HostIP        string `json:"host_ip"`
+	ContainerPort uint16 `json:"container_port"`
+	HostPort      uint16 `json:"host_port"`
+	Range         uint16 `json:"range"`
+	Protocol      string `json:"protocol"`
 }
 
 // NetworkStatus is the content of network.status: the netavark StatusBlock

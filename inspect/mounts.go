@@ -59,7 +59,7 @@ func mounts(c *contents, md *metadata) (*Mounts, error) {
 	})
 	if md.crtool != nil {
 		for _, m := range md.crtool.Mounts {
-			ms.External = append(ms.External, ExternalMount{Key: m.Key, Kind: m.Kind, Source: firstOf(m.Source, m.CgroupPath)})
+			ms.External = append(ms.External, ExternalMount{Key: m.Key, Kind: m.Kind, Source: firstOf(m.Source, m.CgroupPath), Content: m.Content})
 		}
 	}
 	for _, b := range md.bindMounts {
@@ -73,6 +73,7 @@ func network(c *contents, md *metadata) (*Network, error) {
 	n := &Network{}
 	if md.crtool != nil {
 		n.Captured = md.crtool.Network
+		n.Ports = md.crtool.Ports
 	}
 	for name, st := range md.netStatus {
 		if n.Podman == nil {

@@ -511,7 +511,11 @@ func mountTree(root *node, m *Mounts) {
 	if len(m.External) > 0 {
 		n := root.branch("External mounts (crtool.json)")
 		for _, e := range m.External {
-			n.row(clean(e.Key), clean(e.Kind), clean(e.Source))
+			src := clean(e.Source)
+			if e.Content != "" {
+				src += " (private: " + clean(e.Content) + " in the archive)"
+			}
+			n.row(clean(e.Key), clean(e.Kind), src)
 		}
 	}
 	if len(m.BindMounts) > 0 {
@@ -540,6 +544,12 @@ func networkTree(n *node, net *Network) {
 			if len(iface.Subnets) == 0 {
 				pn.row(clean(ifname), "", clean(iface.MAC))
 			}
+		}
+	}
+	if len(net.Ports) > 0 {
+		pn := n.branch("Published ports")
+		for _, p := range net.Ports {
+			pn.row(clean(p.String()))
 		}
 	}
 	cfg := net.Captured

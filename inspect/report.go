@@ -267,6 +267,8 @@ type ExternalMount struct {
 	Key    string `json:"key"`
 	Kind   string `json:"kind"`
 	Source string `json:"source,omitempty"`
+	// Content is the archive member holding a private mount's content.
+	Content string `json:"content,omitempty"`
 }
 
 // BindMount is an entry of CRI-O's bind.mounts.
@@ -290,6 +292,8 @@ type External struct {
 type Network struct {
 	// Captured is what crtool captured of the network namespace.
 	Captured *format.Config `json:"captured,omitempty"`
+	// Ports are the published ports restore sets up again.
+	Ports []format.PortMapping `json:"ports,omitempty"`
 	// Podman is network.status: network name -> interfaces.
 	Podman map[string]PodmanNetwork `json:"podman,omitempty"`
 	// CRIUExternalKey is set when CRIU treated the namespace as external

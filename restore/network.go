@@ -104,6 +104,7 @@ func (p *netPlan) rebuild(md *format.Metadata, opts Options) error {
 	if err := network.Check(md.Network, ropts); err != nil {
 		return err
 	}
+	bridges := recreatableBridges(md, opts)
 	path, err := network.CreateNamed(name)
 	if err != nil {
 		return err
@@ -114,6 +115,12 @@ func (p *netPlan) rebuild(md *format.Metadata, opts Options) error {
 	}
 	if err := network.Replay(path, md.Network, ropts, p.rollback); err != nil {
 		return err
+	}
+	for _, b := range bridges {
+		opts.warnf("bridge %s was missing: created it with %s, as the container's network had it", b.Master, strings.Join(b.MasterAddrs, ", "))
+	}
+	if ropts.PeerName != "" {
+		opts.logf("the host end of the container's veth was taken: named it %s", ropts.PeerName)
 	}
 	if opts.TCPEstablished {
 		if p.lock, err = network.LockNamespace(path, "restore-"+format.ShortID(md.Container.ID)); err != nil {
@@ -135,8 +142,9 @@ func (p *netPlan) rebuild(md *format.Metadata, opts Options) error {
 func replayOptions(md *format.Metadata, opts Options) (network.ReplayOptions, error) {
 	ropts := network.ReplayOptions{
 		Bridge:       opts.Bridge,
-		CreateBridge: opts.CreateBridge,
+		CreateBridge: opts.CreateBridge || len(recreatableBridges(md, opts)) > 0,
 		PeerNetns:    opts.PeerNetns,
+		PeerName:     freshPeerName(md, opts),
 		LinksDown:    opts.TCPEstablished,
 	}
 	for _, l := range md.Network.Links {

@@ -71,18 +71,12 @@ func (r *restorer) preflight(ctx context.Context) error {
 	}
 	r.checkVersions(warn)
 
-	root := r.opts.Root
-	if root == "" {
-		root = r.md.Container.Root
-	}
-	if st, err := os.Stat(root); err != nil || !st.IsDir() {
-		add(errdefs.Hint(errdefs.Newf(errdefs.ErrConflict, "root filesystem %s recorded in the archive is not there", root), "pass ", "Root", " DIR"))
-	}
-	if r.fg != nil {
-		if _, err := os.Stat(r.fg.Dir); err == nil {
-			add(errdefs.Hint(errdefs.Newf(errdefs.ErrConflict, "%s exists: a container named %s was restored here before", r.fg.Dir, r.md.Container.Name), "pass ", "Name", " or remove it"))
+	add(r.rootProblem(ctx))
+	if dir, what := r.stateDirPlan(); dir != "" {
+		if _, err := os.Stat(dir); err == nil {
+			add(errdefs.Hint(errdefs.Newf(errdefs.ErrConflict, "%s exists: a container named %s was restored here before", dir, r.name), "pass ", "Name", " or remove it"))
 		} else {
-			plan.Creates = append(plan.Creates, fmt.Sprintf("state directory %s with an overlay over %s", r.fg.Dir, root))
+			plan.Creates = append(plan.Creates, fmt.Sprintf("state directory %s with %s", dir, what))
 		}
 	}
 
@@ -94,16 +88,10 @@ func (r *restorer) preflight(ctx context.Context) error {
 		plan.Creates = append(plan.Creates, "cgroups "+strings.Join(missing, " "))
 	}
 
-	for _, m := range r.md.Mounts {
-		if m.Kind == format.MountCgroup {
-			continue
-		}
-		if r.fg != nil && strings.HasPrefix(m.Source, r.fg.Dir+"/") {
-			continue // the restore writes it into the state directory
-		}
-		if _, err := os.Stat(m.Source); err != nil {
-			add(errdefs.Newf(errdefs.ErrConflict, "mount %s of the container comes from %s, which does not exist on this host: create it", m.Key, m.Source))
-		}
+	// Volumes; the private mounts, and the files replacing a foreign
+	// archive's, are the restore's to write.
+	for _, err := range r.missingVolumes() {
+		add(err)
 	}
 	for _, ef := range r.md.Files {
 		if ef.Kind == format.FileReg {
@@ -114,6 +102,14 @@ func (r *restorer) preflight(ctx context.Context) error {
 	}
 
 	r.preflightNetwork(plan, add)
+	add(r.checkPorts(ctx))
+	if len(r.publish) > 0 {
+		var ports []string
+		for _, p := range r.publish {
+			ports = append(ports, p.String())
+		}
+		plan.Creates = append(plan.Creates, fmt.Sprintf("nftables table inet %s publishing %s", network.PortsTable(r.name), strings.Join(ports, ", ")))
+	}
 
 	if len(blockers) > 0 {
 		return blockers

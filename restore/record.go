@@ -9,6 +9,7 @@ import (
 
 	"github.com/crtool/crtool/internal/errdefs"
 	"github.com/crtool/crtool/internal/guardian"
+	"github.com/crtool/crtool/internal/network"
 	"github.com/crtool/crtool/internal/record"
 )
 
@@ -59,9 +60,18 @@ func (r *restorer) record(init record.Process) *record.Record {
 	if abs, err := filepath.Abs(r.opts.Input); err == nil && r.opts.Input != "-" {
 		rec.Archive = abs
 	}
-	if r.fg != nil && r.fg.created {
-		rec.StateDir = r.fg.Dir
-		rec.Mounts = []string{filepath.Join(r.fg.Dir, "merged")}
+	if r.dir != nil && r.dir.created {
+		rec.StateDir = r.dir.path
+		if merged := filepath.Join(r.dir.path, "merged"); r.root == merged {
+			rec.Mounts = []string{merged}
+		}
+		rec.Images = r.images
+	}
+	if r.ports != nil {
+		rec.NftTables = append(rec.NftTables, record.NftTable{Netns: network.OwnNetns, Family: "inet", Name: r.ports.Table})
+		for _, p := range r.publish {
+			rec.Ports = append(rec.Ports, record.Port{HostIP: p.HostIP, HostPort: p.HostPort, ContainerPort: p.ContainerPort, Protocol: p.Protocol})
+		}
 	}
 	if r.net != nil {
 		rec.Netns = &record.Netns{Path: r.net.path, Created: r.net.created != ""}

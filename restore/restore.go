@@ -60,6 +60,12 @@ type Options struct {
 	Bridge       string
 	CreateBridge bool
 	PeerNetns    string
+	// Publish are port mappings to set up besides (and over, by host
+	// port) the ones the archive records.
+	Publish []format.PortMapping
+	// Volumes binds the volume at each mount point (the key) from another
+	// host path than the recorded one.
+	Volumes map[string]string
 	// Progress, when set, is called while the archive is read with the
 	// bytes read and the archive's size (-1 for a stream).
 	Progress func(done, total int64)
@@ -184,6 +190,9 @@ type restorer struct {
 
 	daemon      *postcopy.Daemon // CRIU's lazy-pages daemon (--lazy-pages)
 	restorePipe func() error     // puts fs.pipe-max-size back
+
+	// placed is what the restore puts on the host besides CRIU's work.
+	placed
 }
 
 // Run restores the archive opts.Input. On failure it removes what it created
@@ -209,7 +218,7 @@ func Run(ctx context.Context, opts Options) (res *Result, err error) {
 	// after them.
 	check := []func(context.Context) error{r.unpack, r.describe, r.validate, r.preflight}
 	act := []func(context.Context) error{
-		r.prepareRoot, r.prepareCgroups, r.prepareNetwork, r.prepareFiles, r.prepareLazy, r.restore, r.resume, r.commit,
+		r.prepareRoot, r.preparePrivate, r.prepareCgroups, r.prepareNetwork, r.preparePorts, r.prepareFiles, r.prepareLazy, r.restore, r.resume, r.commit,
 	}
 	for _, step := range check {
 		if err := step(ctx); err != nil {
@@ -276,10 +285,7 @@ func (r *restorer) describe(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("%s: %w", r.opts.Input, err)
 		}
-		r.fg, md = &foreign{Checkpoint: cp, allowDevices: r.opts.AllowDevices}, cp.Metadata
-		if r.opts.Root == "" {
-			return fmt.Errorf("%s was not written by crtool: pass --root DIR, the root filesystem of its image (it stays unmodified: the container runs on an overlay of it)", r.opts.Input)
-		}
+		r.fg, md = &foreign{Checkpoint: cp, dir: &containerDir{path: cp.Dir}, allowDevices: r.opts.AllowDevices}, cp.Metadata
 	case err != nil:
 		return errdefs.Newf(errdefs.ErrInvalidArchive, "%s: %w", r.opts.Input, err)
 	}
@@ -309,38 +315,6 @@ func (r *restorer) checkCPU(ctx context.Context) error {
 		r.opts.warnf("%s", w)
 	}
 	return rep.Err()
-}
-
-// prepareRoot finds the root filesystem; for a foreign archive it builds
-// the overlay that carries the archive's changes.
-func (r *restorer) prepareRoot(ctx context.Context) error {
-	r.root = r.opts.Root
-	if r.root == "" {
-		r.root = r.md.Container.Root
-	}
-	if st, err := os.Stat(r.root); err != nil || !st.IsDir() {
-		return fmt.Errorf("root filesystem %s recorded in the archive is not there: pass --root DIR", r.root)
-	}
-	if r.fg == nil {
-		return nil
-	}
-	// Only a state directory this restore created may be removed on
-	// failure: another container may own one of the same name.
-	if err := r.fg.create(); err != nil {
-		return err
-	}
-	if err := r.rollback.PushRecord("remove "+r.fg.Dir, guardian.Remove(r.fg.Dir), r.fg.remove); err != nil {
-		return err
-	}
-	root, err := r.fg.mountOverlay(r.root)
-	if err != nil {
-		return err
-	}
-	if err := r.fg.fill(ctx, r.wd.Path, root); err != nil {
-		return err
-	}
-	r.root = root
-	return nil
 }
 
 // prepareCgroups checks the container's cgroups are free, creates the

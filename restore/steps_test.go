@@ -22,6 +22,7 @@ import (
 	"github.com/crtool/crtool/internal/testutil"
 	"github.com/crtool/crtool/internal/trust"
 	"github.com/crtool/crtool/internal/undo"
+	"github.com/crtool/crtool/internal/workdir"
 )
 
 func TestValidate(t *testing.T) {
@@ -72,14 +73,19 @@ func TestDescribeRefuses(t *testing.T) {
 			t.Fatalf("describe = %v", err)
 		}
 	})
-	t.Run("foreign without --root", func(t *testing.T) {
+	t.Run("foreign without --root or Podman", func(t *testing.T) {
+		t.Setenv("PATH", t.TempDir())
 		r := &restorer{opts: Options{Input: referencePath(t, "bb2-httpd-gzip.tar.gz"), WorkDir: t.TempDir()}}
 		if err := r.unpack(ctx); err != nil {
 			t.Fatal(err)
 		}
-		if err := r.describe(ctx); err == nil || !strings.Contains(err.Error(), "pass --root DIR") {
-			t.Fatalf("describe = %v", err)
+		if err := r.describe(ctx); err != nil {
+			t.Fatal(err)
 		}
+		if err := r.rootProblem(ctx); err == nil || !strings.Contains(err.Error(), "pass Root DIR") || !strings.Contains(err.Error(), "localhost/crtest-busybox") {
+			t.Fatalf("rootProblem = %v", err)
+		}
+		r.abort()
 	})
 	t.Run("no inventory", func(t *testing.T) {
 		in := crtoolArchive(t, &format.Metadata{Version: 1})
@@ -168,14 +174,14 @@ func TestForeignStateDirectory(t *testing.T) {
 	}
 	r := described(t, Options{Input: referencePath(t, "bbloop-portable-zstd.tar.zst"), Root: root})
 	f := r.fg
-	if err := f.create(); err != nil {
+	if err := f.dir.create(f.Metadata.Container.Name); err != nil {
 		t.Fatal(err)
 	}
-	again := &foreign{Checkpoint: f.Checkpoint}
-	if err := again.create(); !errors.Is(err, errdefs.ErrConflict) || !strings.Contains(err.Error(), "was restored here before") {
+	again := &foreign{Checkpoint: f.Checkpoint, dir: &containerDir{path: f.Dir}}
+	if err := again.dir.create(f.Metadata.Container.Name); !errors.Is(err, errdefs.ErrConflict) || !strings.Contains(err.Error(), "was restored here before") {
 		t.Fatalf("second create = %v, want a conflict", err)
 	}
-	if err := again.remove(); err != nil {
+	if err := again.dir.remove(); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := os.Stat(f.Dir); err != nil {
@@ -239,7 +245,7 @@ func TestForeignStateDirectory(t *testing.T) {
 		t.Log("not root: remove, which unmounts the overlay, is not tried")
 		return
 	}
-	if err := f.remove(); err != nil {
+	if err := f.dir.remove(); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := os.Stat(f.Dir); !errors.Is(err, os.ErrNotExist) {
@@ -411,8 +417,15 @@ func TestRollbackReportsEveryFailure(t *testing.T) {
 
 func TestPrepareRootMissing(t *testing.T) {
 	r := &restorer{md: &format.Metadata{Container: format.ContainerInfo{Root: filepath.Join(t.TempDir(), "gone")}}}
-	if err := r.prepareRoot(context.Background()); err == nil || !strings.Contains(err.Error(), "pass --root DIR") {
-		t.Fatalf("prepareRoot = %v", err)
+	r.wd = &workdir.Dir{Path: t.TempDir()}
+	if err := r.rootProblem(context.Background()); err == nil || !strings.Contains(err.Error(), "pass Root DIR") {
+		t.Fatalf("rootProblem = %v", err)
+	}
+	// Recorded as an image plus changes, it names the image.
+	r.md.Container.RootFromImage, r.md.Container.Image = true, "localhost/crtest-absent:latest"
+	t.Setenv("PATH", t.TempDir())
+	if err := r.rootProblem(context.Background()); err == nil || !strings.Contains(err.Error(), "localhost/crtest-absent:latest") || !strings.Contains(err.Error(), "pass Root DIR") {
+		t.Fatalf("rootProblem of an image's root = %v", err)
 	}
 }
 

@@ -26,6 +26,14 @@ func (r *restorer) policy() trust.Policy {
 		// crtool's, in the state directory this restore creates.
 		p.OwnDirs = append(p.OwnDirs, r.fg.Dir)
 	}
+	if r.dir != nil && r.dir.created {
+		// The private mounts recreated there are crtool's too.
+		p.OwnDirs = append(p.OwnDirs, r.dir.path)
+	}
+	// A volume the operator maps with --volume is handed over by name.
+	for _, src := range r.opts.Volumes {
+		p.HostPaths = append(p.HostPaths, src)
+	}
 	return p
 }
 
@@ -33,6 +41,10 @@ func (r *restorer) policy() trust.Policy {
 // spec.dump) or CRIU images ask for more than the container's own
 // namespaces, root filesystem and what the operator allowed.
 func (r *restorer) validate(ctx context.Context) error {
+	// What the archive's volumes are bound from is the operator's word.
+	if err := r.mapVolumes(); err != nil {
+		return err
+	}
 	p := r.policy()
 	if err := p.CheckMetadata(r.md, r.name); err != nil {
 		return fmt.Errorf("%s: %w", r.opts.Input, err)

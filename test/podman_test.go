@@ -275,6 +275,9 @@ func cleanupForeign(t *testing.T, c *container, name string) {
 		dir := filepath.Join("/var/lib/crtool/containers", name)
 		_ = exec.Command("umount", filepath.Join(dir, "merged")).Run()
 		_ = os.RemoveAll(dir)
+		// Podman's archives record published ports; restore sets them up
+		// unless the container joins a namespace of the test's.
+		_ = exec.Command("nft", "delete", "table", "inet", "crtool-ports-"+name).Run()
 	})
 }
 

@@ -13,6 +13,7 @@ import (
 
 	"github.com/crtool/crtool/containers"
 	"github.com/crtool/crtool/dump"
+	"github.com/crtool/crtool/format"
 )
 
 func dumpCommand() *cli.Command {
@@ -47,7 +48,10 @@ Example:
 			&cli.StringFlag{Name: "name", Usage: "container name to record (default: the runtime's ID, else the cgroup's name)"},
 			&cli.StringFlag{Name: "image", Usage: "image the container's root filesystem comes from (recorded for Podman's import, e.g. localhost/busybox:latest)"},
 			&cli.StringFlag{Name: "rootfs-base", Usage: "the image's unmodified root filesystem: record the container's changes to it as rootfs-diff.tar and deleted.files (automatic for overlay roots, and with --image when Podman has the image)"},
-			&cli.StringFlag{Name: "podman-network", Value: "podman", Usage: "Podman network that podman container restore --import attaches the container to"},
+			&cli.StringFlag{Name: "podman-network", Usage: "Podman network that podman container restore --import attaches the container to (default: the container's own when Podman started it, else podman)"},
+			&cli.BoolFlag{Name: "with-rootfs", Usage: "put the container's whole root filesystem into the archive, so restore needs neither its image nor --root"},
+			&cli.BoolFlag{Name: "export-volumes", Usage: "put the content of the container's volumes into the archive, for a restore on a host that lacks them"},
+			&cli.StringSliceFlag{Name: "publish", Usage: "record a published port HOSTPORT:CONTAINERPORT[/tcp|udp] that restore sets up (Podman's are recorded without it)"},
 			&cli.StringFlag{Name: "image-id", Usage: "ID of --image (default: looked up with podman image inspect)"},
 			&cli.BoolFlag{Name: "lazy-pages", Usage: "post-copy: write everything but the container's private memory, then serve that on --page-server until crtool restore --lazy-pages has it all (the container stays frozen until then, and is then stopped)"},
 			&cli.StringFlag{Name: "page-server", Usage: "ADDRESS:PORT to serve the memory on with --lazy-pages (one address; only a peer holding the archive is served)"},
@@ -77,6 +81,8 @@ Example:
 				Image:          c.String("image"),
 				ImageID:        c.String("image-id"),
 				RootfsBase:     c.String("rootfs-base"),
+				WithRootfs:     c.Bool("with-rootfs"),
+				ExportVolumes:  c.Bool("export-volumes"),
 				PodmanNetwork:  c.String("podman-network"),
 				RuntimeRoots:   c.StringSlice("runtime-root"),
 				FreezeTimeout:  c.Duration("freeze-timeout"),
@@ -94,6 +100,11 @@ Example:
 				}
 				opts.PID, opts.Name = init.PID, restored
 			}
+			ports, err := parsePorts(c.StringSlice("publish"))
+			if err != nil {
+				return usageError{err}
+			}
+			opts.Publish = ports
 			comp, err := compression(c.String("compress"), opts.Output)
 			if err != nil {
 				return usageError{err}
@@ -154,6 +165,19 @@ func restoredName(c *cli.Context) (string, error) {
 		return c.String("name"), nil
 	}
 	return "", nil
+}
+
+// parsePorts reads --publish values.
+func parsePorts(specs []string) ([]format.PortMapping, error) {
+	var out []format.PortMapping
+	for _, s := range specs {
+		m, err := format.ParsePortMapping(s)
+		if err != nil {
+			return nil, fmt.Errorf("--publish: %w", err)
+		}
+		out = append(out, m)
+	}
+	return out, nil
 }
 
 // compression picks the archive compression from the flag or the file name.

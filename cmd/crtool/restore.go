@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -32,9 +33,21 @@ the recorded bridge or --bridge), addresses, routes, rules, neighbours and
 sysctls. With --tcp-established a drop-all lock keeps the namespace silent
 until CRIU has restored the connections, so peers see no reset.
 
-Archives written by Podman, CRI-O or the kubelet restore too, with --root
-naming the root filesystem of their image: it is never modified; the
-container runs on an overlay of it (under /var/lib/crtool/containers/NAME)
+When the recorded root filesystem is gone and the archive records it as an
+image plus changes (a container Podman started), crtool mounts the image
+from this host's Podman storage (or takes --root as the image's root
+filesystem) as the lower layer of an overlay under
+/var/lib/crtool/containers/NAME and applies the archive's changes. The
+container's private files (its /etc/hosts, /etc/hostname, /etc/resolv.conf,
+/run/.containerenv, /dev/shm) come from the archive and are recreated
+there too; other bind mounts (volumes) must exist at their recorded path.
+A missing recorded bridge is created with its recorded addresses. Published
+ports (recorded from Podman's -p, or --publish) are set up again with
+nftables DNAT in the table inet crtool-ports-NAME, 127.0.0.1 included.
+
+Archives written by Podman, CRI-O or the kubelet restore too, on their
+image from Podman's storage or --root naming the root filesystem of their
+image: it is never modified; the container runs on an overlay of it (under /var/lib/crtool/containers/NAME)
 that carries the archive's rootfs-diff.tar and deleted.files, with
 /etc/hosts, /etc/resolv.conf, /etc/hostname and /dev/shm of its own, and its
 network rebuilt from network.status (pass --bridge, and --peer-netns unless
@@ -59,15 +72,17 @@ devices or sysctls beyond its own network namespace. See README.md, "Trust
 model".
 
 Example:
-   crtool restore -f web.tar.gz`,
+   crtool restore -f web.tar.gz --name my-web-restored`,
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "file", Aliases: []string{"f", "i", "import"}, Usage: "archive to restore (\"-\": stdin)"},
 			&cli.StringFlag{Name: "name", Aliases: []string{"n"}, Usage: "name of the restored container (default: the recorded one)"},
 			&cli.StringFlag{Name: "root", Usage: "root filesystem of the container (default: the recorded path)"},
 			&cli.StringFlag{Name: "netns", Usage: "join this existing network namespace (a /run/netns/NAME or /proc/PID/ns/net path)"},
 			&cli.StringFlag{Name: "bridge", Usage: "attach a rebuilt network namespace's veth to this bridge instead of the recorded one"},
-			&cli.BoolFlag{Name: "create-bridge", Usage: "create the bridge (up, without addresses) if it is missing"},
+			&cli.BoolFlag{Name: "create-bridge", Usage: "create the --bridge if it is missing (the recorded bridge is created, with its recorded addresses, without it)"},
 			&cli.StringFlag{Name: "peer-netns", Usage: "namespace for the host end of a rebuilt veth (default: the recorded one; this host's for archives crtool did not write)"},
+			&cli.StringSliceFlag{Name: "publish", Aliases: []string{"p"}, Usage: "publish a port HOSTPORT:CONTAINERPORT[/tcp|udp] besides (or instead of, by host port) the recorded ones"},
+			&cli.StringSliceFlag{Name: "volume", Usage: "bind the container's volume at DEST from SRC instead of its recorded source (SRC:DEST)"},
 			&cli.StringFlag{Name: "pid-file", Usage: "write the restored init's PID to this file"},
 			&cli.BoolFlag{Name: "tcp-established", Usage: "restore established TCP connections (needed when the dump had them)"},
 			&cli.StringFlag{Name: "log", Usage: "file that receives what the container writes to its former supervisor's pipes (default: /dev/null)"},
@@ -113,6 +128,14 @@ Example:
 				Cgroup:              c.String("cgroup"),
 				Logf:                logger(c),
 				Warnf:               warner(c),
+			}
+			ports, err := parsePorts(c.StringSlice("publish"))
+			if err != nil {
+				return usageError{err}
+			}
+			opts.Publish = ports
+			if opts.Volumes, err = parseVolumes(c.StringSlice("volume")); err != nil {
+				return usageError{err}
 			}
 			if err := opts.Validate(); err != nil {
 				return usageError{err}
@@ -162,4 +185,17 @@ func printPlan(w io.Writer, res *restore.Result) {
 	for _, warn := range res.Plan.Warnings {
 		fmt.Fprintf(w, "warning: %s\n", warn)
 	}
+}
+
+// parseVolumes reads --volume SRC:DEST values into DEST -> SRC.
+func parseVolumes(specs []string) (map[string]string, error) {
+	out := map[string]string{}
+	for _, s := range specs {
+		src, dest, ok := strings.Cut(s, ":")
+		if !ok || !filepath.IsAbs(src) || !strings.HasPrefix(dest, "/") {
+			return nil, fmt.Errorf("--volume %q: give SRC:DEST, both absolute paths", s)
+		}
+		out[dest] = src
+	}
+	return out, nil
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/crtool/crtool/cgroups"
 	"github.com/crtool/crtool/freezer"
 	"github.com/crtool/crtool/internal/network"
+	"github.com/crtool/crtool/internal/podman"
 	"github.com/crtool/crtool/internal/safefs"
 	"github.com/crtool/crtool/internal/undo"
 	"github.com/crtool/crtool/internal/workdir"
@@ -37,6 +38,7 @@ const (
 	KindRmdirCgroup   = "rmdir-cgroup"   // Path: one cgroup directory a restore created (a parent), removed only when empty
 	KindSysctl        = "sysctl"         // Path: /proc/sys file, Name: the value to put back, Paths[0]: the value crtool set
 	KindWaitExit      = "wait-exit"      // Name: PID, Path: its start time (/proc/PID/stat field 22)
+	KindUnmountImage  = "unmount-image"  // Name: a Podman image mounted with podman image mount
 )
 
 // waitExitTimeout bounds how long the guardian lets a CRIU that outlived
@@ -147,6 +149,9 @@ func RestoreSysctl(path string, old, set int) undo.Record {
 // Unmount is the record of a mount crtool made.
 func Unmount(path string) undo.Record { return undo.Record{Kind: KindUnmount, Path: path} }
 
+// UnmountImage is the record of a Podman image crtool mounted.
+func UnmountImage(image string) undo.Record { return undo.Record{Kind: KindUnmountImage, Name: image} }
+
 // Perform carries out one journal step.
 func Perform(r undo.Record) error {
 	switch r.Kind {
@@ -243,6 +248,8 @@ func Perform(r undo.Record) error {
 			return fmt.Errorf("remove cgroup %s: %w", r.Path, err)
 		}
 		return nil
+	case KindUnmountImage:
+		return podman.UnmountImage(r.Name)
 	}
 	return fmt.Errorf("unknown journal step %q", r.Kind)
 }

@@ -201,12 +201,34 @@ func (c *capturer) vethPeer(a *netlink.LinkAttrs) (*format.Peer, error) {
 		return nil, fmt.Errorf("peer ifindex %d in %s: %w", a.ParentIndex, cand.label, err)
 	}
 	masters := map[int]string{}
+	var master netlink.Link
 	if mi := pl.Attrs().MasterIndex; mi != 0 {
 		if m, err := ph.LinkByIndex(mi); err == nil {
-			masters[mi] = m.Attrs().Name
+			masters[mi], master = m.Attrs().Name, m
 		}
 	}
-	return peerOf(pl, cand.label, masters), nil
+	peer := peerOf(pl, cand.label, masters)
+	if master != nil && master.Type() == "bridge" {
+		peer.MasterMTU = master.Attrs().MTU
+		peer.MasterAddrs = bridgeAddrs(ph, master)
+	}
+	return peer, nil
+}
+
+// bridgeAddrs are the addresses a bridge's owner gave it (the containers'
+// gateway); the kernel's link-local ones are left out.
+func bridgeAddrs(ph *netlink.Handle, br netlink.Link) []string {
+	addrs, err := ph.AddrList(br, netlink.FAMILY_ALL)
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for _, a := range addrs {
+		if a.Scope == unix.RT_SCOPE_UNIVERSE {
+			out = append(out, a.IPNet.String())
+		}
+	}
+	return out
 }
 
 func peerOf(pl netlink.Link, label string, masters map[int]string) *format.Peer {

@@ -2,6 +2,7 @@ package network
 
 import (
 	"errors"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -24,6 +25,7 @@ func TestHostPeer(t *testing.T) {
 	e.hostLink(peer)
 	e.hostLink(newPeer)
 	e.ip("", "link", "add", br, "type", "bridge")
+	e.ip("", "addr", "add", "10.201.12.1/24", "dev", br)
 	e.ip("", "link", "add", peer, "type", "veth", "peer", "name", "eth0", "netns", src)
 	e.ip("", "link", "set", peer, "master", br, "up")
 	e.ipScript(src, `
@@ -35,7 +37,7 @@ func TestHostPeer(t *testing.T) {
 		t.Fatal(err)
 	}
 	eth0 := cfg.LinkByName("eth0")
-	if eth0 == nil || eth0.Peer == nil || *eth0.Peer != (format.Peer{Name: peer, Netns: format.HostNetns, MAC: eth0.Peer.MAC, MTU: 1500, Master: br}) {
+	if eth0 == nil || eth0.Peer == nil || !reflect.DeepEqual(*eth0.Peer, format.Peer{Name: peer, Netns: format.HostNetns, MAC: eth0.Peer.MAC, MTU: 1500, Master: br, MasterAddrs: []string{"10.201.12.1/24"}, MasterMTU: 1500}) {
 		t.Fatalf("eth0 = %+v, want peer %s on host bridge %s", eth0, peer, br)
 	}
 

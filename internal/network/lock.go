@@ -90,22 +90,31 @@ func (l *Lock) Unlock() error {
 // it is there.
 func DeleteTable(nsPath, name string) error {
 	err := withConn(nsPath, func(c *nftables.Conn) error {
-		tables, err := c.ListTablesOfFamily(nftables.TableFamilyINet)
-		if err != nil {
+		t, err := findTable(c, name)
+		if err != nil || t == nil {
 			return err
 		}
-		for _, t := range tables {
-			if t.Name == name {
-				c.DelTable(t)
-				return c.Flush()
-			}
-		}
-		return nil
+		c.DelTable(t)
+		return c.Flush()
 	})
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("unlock network of %s (table %s): %w", nsPath, name, err)
 	}
 	return nil
+}
+
+// findTable returns the inet table name, nil when there is none.
+func findTable(c *nftables.Conn, name string) (*nftables.Table, error) {
+	tables, err := c.ListTablesOfFamily(nftables.TableFamilyINet)
+	if err != nil {
+		return nil, err
+	}
+	for _, t := range tables {
+		if t.Name == name {
+			return t, nil
+		}
+	}
+	return nil, nil
 }
 
 // Tables lists the inet tables in the namespace whose names start with

@@ -57,6 +57,10 @@ type OuterLink struct {
 // vethPlan is where one veth pair leading outside ends up.
 type vethPlan struct {
 	peerNetns, peerName, bridge string
+	// bridgeAddrs and bridgeMTU are what a bridge Replay creates gets: the
+	// recorded bridge's.
+	bridgeAddrs []string
+	bridgeMTU   int
 }
 
 // planVeths resolves ReplayOptions against the recorded veth pairs, keyed
@@ -71,7 +75,7 @@ func planVeths(cfg *format.Config, opts ReplayOptions) (map[string]vethPlan, err
 		outside = append(outside, l.Name)
 		p := vethPlan{}
 		if l.Peer != nil {
-			p = vethPlan{peerNetns: l.Peer.Netns, peerName: l.Peer.Name, bridge: l.Peer.Master}
+			p = vethPlan{peerNetns: l.Peer.Netns, peerName: l.Peer.Name, bridge: l.Peer.Master, bridgeAddrs: l.Peer.MasterAddrs, bridgeMTU: l.Peer.MasterMTU}
 		}
 		if opts.PeerNetns != "" {
 			p.peerNetns = opts.PeerNetns
@@ -413,6 +417,9 @@ func (r *replayer) ensureBridge(ph *netlink.Handle, p vethPlan) (netlink.Link, e
 	}
 	attrs := netlink.NewLinkAttrs()
 	attrs.Name = p.bridge
+	if p.bridgeMTU > 0 {
+		attrs.MTU = p.bridgeMTU
+	}
 	nb := &netlink.Bridge{LinkAttrs: attrs}
 	if err := ph.LinkAdd(nb); err != nil {
 		return nil, fmt.Errorf("create bridge %s in %s: %w", p.bridge, nsLabel(p.peerNetns), err)
@@ -421,6 +428,15 @@ func (r *replayer) ensureBridge(ph *netlink.Handle, p vethPlan) (netlink.Link, e
 		return nil, err
 	}
 	r.created(format.KindBridge, p.bridge, p.peerNetns)
+	for _, cidr := range p.bridgeAddrs {
+		a, err := netlink.ParseAddr(cidr)
+		if err != nil {
+			return nil, errdefs.Newf(errdefs.ErrInvalidArchive, "address %q of bridge %s: %w", cidr, p.bridge, err)
+		}
+		if err := ph.AddrAdd(nb, a); err != nil {
+			return nil, fmt.Errorf("add %s to bridge %s: %w", cidr, p.bridge, err)
+		}
+	}
 	if err := ph.LinkSetUp(nb); err != nil {
 		return nil, fmt.Errorf("set bridge %s up: %w", p.bridge, err)
 	}

@@ -20,6 +20,7 @@ type Container struct {
 	Runtime   string // OCI runtime, "" when unknown
 	OwnNetNS  bool   // the container has a network namespace of its own
 	Network   string // the Podman network an import attaches it to
+	Ports     []format.PortMapping
 	CreatedAt time.Time
 }
 
@@ -41,6 +42,7 @@ func ConfigDump(c Container) ([]byte, error) {
 		CgroupsMode:     "enabled",
 		Runtime:         c.Runtime,
 		Umask:           "0022",
+		PortMappings:    format.PortsToPodman(c.Ports),
 	}
 	if cfg.Runtime == "" {
 		// Podman needs the name of a configured OCI runtime; runc is the

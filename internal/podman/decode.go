@@ -78,6 +78,7 @@ func Decode(stage, name, stateRoot string) (*Checkpoint, error) {
 		Container:  format.ContainerInfo{ID: cfg.ID, Name: cfg.Name, Image: cfg.RootfsImageName, ImageID: cfg.RootfsImageID},
 		Namespaces: map[string]format.Namespace{},
 		Options:    format.DumpOptions{FileLocks: true},
+		Ports:      format.PortsFromPodman(cfg.PortMappings),
 	}
 	md.Container.Name = cmp.Or(name, kubeName(spec.Annotations), cfg.Name, spec.Annotations["io.kubernetes.cri-o.ContainerName"], spec.Hostname)
 	// The name becomes the state directory's and goes into the overlay's

@@ -62,6 +62,9 @@ type Record struct {
 	NftTables []NftTable `json:"nftTables,omitempty"`
 	// Ports are the container's published ports.
 	Ports []Port `json:"ports,omitempty"`
+	// Images are the Podman images mounted (podman image mount) as the
+	// lower layer of the container's overlay, released after its mounts.
+	Images []string `json:"images,omitempty"`
 	// Log is the file that receives what the container writes to its
 	// former supervisor's pipes (restore --log); it is the user's and
 	// stays after rm.

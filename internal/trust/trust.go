@@ -16,6 +16,7 @@ import (
 	"github.com/crtool/crtool/format"
 	"github.com/crtool/crtool/internal/criuimg"
 	"github.com/crtool/crtool/internal/errdefs"
+	"github.com/crtool/crtool/internal/safefs"
 )
 
 // Policy is what the operator allows a restored container beyond its own
@@ -116,6 +117,18 @@ func (p Policy) CheckMetadata(md *format.Metadata, name string) error {
 				return refused("%w", err)
 			}
 		case format.MountBind:
+			if m.Content != "" {
+				// The archive carries the mount's content, which restore
+				// writes into its own state directory: a private mount's
+				// recorded source is never opened, an exported volume's
+				// only where it exists.
+				if c, err := safefs.CleanName(m.Content); err != nil || c == "" {
+					return refused("%s.content %q is not a clean relative name", field, m.Content)
+				}
+				if _, err := os.Lstat(m.Source); !m.Exported || errors.Is(err, os.ErrNotExist) {
+					continue
+				}
+			}
 			if _, err := p.HostPath(field+".source", m.Source); err != nil {
 				return err
 			}

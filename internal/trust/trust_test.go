@@ -80,6 +80,10 @@ func TestCheckMetadata(t *testing.T) {
 		{name: "bind source /etc", change: func(md *format.Metadata) { md.Mounts[0].Source = "/etc" }, field: "externalMounts[0].source"},
 		{name: "bind source unclean", change: func(md *format.Metadata) { md.Mounts[0].Source = filepath.Dir(md.Container.Root) + "/../../etc" }, field: "externalMounts[0].source"},
 		{name: "bind source through a symlink", change: func(md *format.Metadata) { md.Mounts[0].Source = filepath.Join(filepath.Dir(md.Container.Root), "etc") }, field: "externalMounts[0].source"},
+		{name: "private content climbing", change: func(md *format.Metadata) { md.Mounts[0].Content = "../../etc/shadow" }, field: "externalMounts[0].content"},
+		{name: "exported volume of the host's", change: func(md *format.Metadata) {
+			md.Mounts[0].Source, md.Mounts[0].Content, md.Mounts[0].Exported = "/etc", "volumes/data.tar", true
+		}, field: "externalMounts[0].source", allow: &Policy{HostPaths: []string{"/etc"}}},
 		{name: "cgroup mount path", change: func(md *format.Metadata) { md.Mounts[1].CgroupPath = "/../../.." }, field: "externalMounts[1].cgroupPath"},
 		{name: "external file /etc/shadow", change: func(md *format.Metadata) { md.Files[1].Path = "/etc/shadow" }, field: "externalFiles[1].path",
 			allow: &Policy{HostPaths: []string{"/etc/shadow"}}},
@@ -121,6 +125,18 @@ func TestCheckMetadata(t *testing.T) {
 				}
 			}
 		})
+	}
+	// A private mount's recorded source is never opened: the archive
+	// carries its content; so it is for an exported volume this host
+	// lacks.
+	priv, privDir := sane(t)
+	priv.Mounts[0].Source, priv.Mounts[0].Content = "/etc/hosts", "private/etc/hosts"
+	if err := (Policy{HostPaths: []string{privDir}}).CheckMetadata(priv, "web"); err != nil {
+		t.Errorf("private mount: %v", err)
+	}
+	priv.Mounts[0].Source, priv.Mounts[0].Content, priv.Mounts[0].Exported = "/nonexistent/crtool/volume", "volumes/data.tar", true
+	if err := (Policy{HostPaths: []string{privDir}}).CheckMetadata(priv, "web"); err != nil {
+		t.Errorf("exported volume the host lacks: %v", err)
 	}
 	// A FIFO is refused before anything is done, not found blocking later.
 	fifo := filepath.Join(dir, "fifo")
