@@ -55,7 +55,7 @@ func described(t *testing.T, opts Options) *restorer {
 	if err := r.unpack(ctx); err != nil {
 		t.Fatalf("unpack: %v", err)
 	}
-	t.Cleanup(func() { _ = r.wd.Remove() })
+	t.Cleanup(func() { _ = r.wd.Remove(); r.guard.Done(&r.rollback) })
 	if err := r.describe(ctx); err != nil {
 		t.Fatalf("describe: %v", err)
 	}

@@ -244,8 +244,8 @@ func (r *restorer) unpack(ctx context.Context) (err error) {
 	// lists if this process dies. The lock is this run's own: restoring
 	// one archive twice (under two names) is fine, and a name taken twice
 	// is the pre-flight's to refuse.
-	subject := fmt.Sprintf("restore of %s by crtool pid %d", r.opts.Input, os.Getpid())
-	if r.guard, err = guardian.Start("restore", subject, &r.rollback); err != nil {
+	subject, key := r.opts.Input, fmt.Sprintf("restore by crtool pid %d at %d", os.Getpid(), time.Now().UnixNano())
+	if r.guard, err = guardian.StartKeyed("restore", subject, key, &r.rollback); err != nil {
 		return err
 	}
 	wd, err := workdir.New(r.opts.WorkDir, "crtool-restore-", format.CheckpointDir)

@@ -76,12 +76,19 @@ type Guard struct {
 // guardian, then makes stack journal every recorded step. It fails with a
 // conflict when another crtool holds the lock.
 func Start(op, subject string, stack *undo.Stack) (*Guard, error) {
+	return StartKeyed(op, subject, subject, stack)
+}
+
+// StartKeyed is Start with a lock of key rather than of subject: a run
+// that must exclude no other (a restore: names are the pre-flight's to
+// check) passes a key of its own.
+func StartKeyed(op, subject, key string, stack *undo.Stack) (*Guard, error) {
 	for _, d := range []string{journalDir(), lockDir()} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			return nil, fmt.Errorf("create %s: %w", d, err)
 		}
 	}
-	lockPath := filepath.Join(lockDir(), lockName(subject))
+	lockPath := filepath.Join(lockDir(), lockName(key))
 	lock, err := takeLock(lockPath)
 	if err != nil {
 		if errors.Is(err, unix.EWOULDBLOCK) {
