@@ -101,7 +101,7 @@ func TestDescribeNetworkAndSplit(t *testing.T) {
 	if err := splitJoined(errors.Join(one, errors.New("two"))); !errors.As(err, &b) || len(b) != 2 || !errors.Is(err, one) {
 		t.Fatalf("splitJoined = %v", err)
 	}
-	if err := splitJoined(one); err != one {
+	if err := splitJoined(one); err != one { //nolint:errorlint // the very error, unwrapped
 		t.Fatalf("a single error changed: %v", err)
 	}
 }
