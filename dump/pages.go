@@ -16,6 +16,7 @@ import (
 	"github.com/crtool/crtool/internal/archive"
 	"github.com/crtool/crtool/internal/criu"
 	"github.com/crtool/crtool/internal/pageserver"
+	"github.com/crtool/crtool/internal/testpoint"
 )
 
 // pageStream carries CRIU's memory pages straight into the archive: CRIU
@@ -119,6 +120,9 @@ func (d *dumper) writeArchive(ctx context.Context, progress func(done, total int
 		return err
 	}
 	s := d.pages.archive
+	// The unfinished archive holds the pages already: mid-write for the
+	// kill-point tests.
+	testpoint.Reach("dump-writing")
 	// The checkpoint directory's entry went first, before its pages.
 	skip := func(rel string) bool { return rel == format.CheckpointDir }
 	if err := s.AddTree(ctx, d.wd.Path, skip); err != nil {
