@@ -16,7 +16,9 @@
 #   - crtool state directories of restored test containers in
 #     /var/lib/crtool/containers whose root no process uses;
 #   - crtool's own temporary directories in $TMPDIR (/tmp) that hold no
-#     mount.
+#     mount;
+#   - crtool's records (/run/crtool/containers) of restored test containers
+#     whose init is gone.
 # Entries named like the tests' ones that are younger than
 # CRTOOL_CLEAN_MIN_AGE seconds (default 600) or newer than
 # CRTOOL_RUN_START (seconds since the epoch; default: now) stay: another
@@ -65,6 +67,7 @@ host_links='^crtnt[0-9a-f]{6}'
 podman_networks='^crtnet-[0-9a-f]{8}$'
 state_dirs='^(crt|crtpod|crtpd|crio|bbloop|bb2)-[0-9a-f]{8}(-copy)?$'
 tmp_dirs='^crtool-(dump|restore|test-bin|notroot|criu-test|lock|direct|image)-'
+records='^((crt|crtpod|crtpd|crio|bbloop|bb2|zd|crtseed-[a-z]|rm|ps|cyc)-[0-9a-f]{8}|crtool-demo-[0-9]+)$'
 
 only=${CRTOOL_CLEAN_ONLY:-}
 
@@ -236,7 +239,29 @@ clean_tmp() {
 	done
 }
 
+# clean_records removes crtool's records of restored test containers whose
+# init is gone (records name the init's PID and its start time).
+clean_records() {
+	local f name pid start
+	for f in /run/crtool/containers/*.json; do
+		[ -e "$f" ] || continue
+		name=${f##*/}
+		name=${name%.json}
+		ours "$name" "$records" || continue
+		old "$f" || continue
+		pid=$(sed -n 's/^ *"pid": *\([0-9]*\).*/\1/p' "$f" | head -1)
+		start=$(sed -n 's/^ *"startTime": *\([0-9]*\).*/\1/p' "$f" | head -1)
+		if [ -n "$pid" ] && [ -r "/proc/$pid/stat" ] &&
+			[ "$(sed 's/.*) //' "/proc/$pid/stat" | cut -d' ' -f20)" = "$start" ]; then
+			say "kept record $f: its container runs"
+			continue
+		fi
+		act rm -f "$f" && did "removed record $f"
+	done
+}
+
 clean_cgroups
+clean_records
 clean_netns
 clean_links
 clean_podman_networks
