@@ -381,3 +381,17 @@ func (s Stale) Describe() string {
 	return fmt.Sprintf("%s of %s by crtool pid %s at %s left %d step(s) to undo: %s",
 		s.Op, s.Subject, strconv.Itoa(s.PID), s.Started.Format(time.RFC3339), len(s.Steps), strings.Join(what, "; "))
 }
+
+// RunTests runs a package's tests with journals and locks in a directory
+// of their own, for TestMain of packages whose tests start runs: the
+// host's Dir is for real runs.
+func RunTests(m interface{ Run() int }) int {
+	dir, err := os.MkdirTemp("", "crtool-unit-guardian-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	Dir = dir
+	return m.Run()
+}
