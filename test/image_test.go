@@ -14,16 +14,7 @@ import (
 // annotations, podman container restore IMAGE restores, and crtool restore
 // -f restores too; each time the counter continues from the dump.
 func TestCheckpointImage(t *testing.T) {
-	requirePodman(t)
-	loadBusyboxImage(t)
-	network, _ := podmanNetwork(t)
-	mnt := strings.TrimSpace(podman(t, "image", "mount", busyboxImage))
-	base := filepath.Join(t.TempDir(), "rootfs")
-	mustRun(t, "cp", "-a", mnt, base)
-	podman(t, "image", "unmount", busyboxImage)
-	c := startContainer(t, containerSpec{args: []string{"/bin/sh", "-c", counterWithChanges}, stdio: "pipe", rootfsFrom: base})
-	counter := filepath.Join(c.rootfs, "tmp/counter")
-	waitFor(t, 10*time.Second, "the counter", func() bool { return fileCounter(counter) > 20 })
+	c, network, counter := imageCounter(t)
 	archive := c.dump("--image", busyboxImage, "--podman-network", network)
 	atDump := fileCounter(counter)
 

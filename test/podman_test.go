@@ -223,19 +223,27 @@ const counterWithChanges = `echo "<p>made at run time</p>" > /www/runtime.html; 
 // container running the image's root filesystem is accepted by
 // podman container restore --import, with and without --name, and the
 // container continues from its memory, with its root filesystem changes.
-func TestPodmanImportsCrtoolArchive(t *testing.T) {
+// imageCounter starts a runc counter container on a copy of the busybox
+// image as Podman's storage presents it (its root directory is 0555 there;
+// CRIU checks the mode), on a Podman network of the test's; it returns the
+// container, the network and the counter's file.
+func imageCounter(t *testing.T) (c *container, network, counter string) {
+	t.Helper()
 	requirePodman(t)
 	loadBusyboxImage(t)
-	network, _ := podmanNetwork(t)
-	// The container runs a copy of the image as Podman's storage presents
-	// it (its root directory is 0555 there; CRIU checks the mode).
+	network, _ = podmanNetwork(t)
 	mnt := strings.TrimSpace(podman(t, "image", "mount", busyboxImage))
 	base := filepath.Join(t.TempDir(), "rootfs")
 	mustRun(t, "cp", "-a", mnt, base)
 	podman(t, "image", "unmount", busyboxImage)
-	c := startContainer(t, containerSpec{args: []string{"/bin/sh", "-c", counterWithChanges}, stdio: "pipe", rootfsFrom: base})
-	counter := filepath.Join(c.rootfs, "tmp/counter")
+	c = startContainer(t, containerSpec{args: []string{"/bin/sh", "-c", counterWithChanges}, stdio: "pipe", rootfsFrom: base})
+	counter = filepath.Join(c.rootfs, "tmp/counter")
 	waitFor(t, 10*time.Second, "the counter", func() bool { return fileCounter(counter) > 20 })
+	return c, network, counter
+}
+
+func TestPodmanImportsCrtoolArchive(t *testing.T) {
+	c, network, counter := imageCounter(t)
 
 	archive := c.dump("--image", busyboxImage, "--podman-network", network)
 	atDump := fileCounter(counter)
